@@ -1,0 +1,2 @@
+//! The `cargohold` command.
+fn main() {}
