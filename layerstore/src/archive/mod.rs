@@ -1,0 +1,1 @@
+//! OCI layer tars: apply and export (placeholder, being built).

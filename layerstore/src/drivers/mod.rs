@@ -1,0 +1,4 @@
+//! Storage drivers (placeholder, being built).
+
+pub mod overlay;
+pub mod vfs;

@@ -1,0 +1,1 @@
+//! The overlay driver (placeholder, being built).

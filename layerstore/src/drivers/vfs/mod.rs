@@ -1,0 +1,1 @@
+//! The vfs driver (placeholder, being built).
