@@ -433,12 +433,22 @@ fn strip_root(rel: &Path) -> &Path {
     rel.strip_prefix("/").unwrap_or(rel)
 }
 
-/// Split into (parent, last plain name). `None` when the path has no plain last name.
+/// Split into (parent, last plain name) on the raw bytes (`Path::components` would
+/// silently drop a trailing `.` or `/`). `None` when the path does not end in a plain
+/// name: empty, `.`, `..`, or a trailing slash.
 fn split_last(rel: &Path) -> Option<(&Path, &OsStr)> {
-    match rel.components().next_back()? {
-        Component::Normal(name) => Some((rel.parent().unwrap_or(Path::new("")), name)),
-        _ => None,
+    let bytes = rel.as_os_str().as_bytes();
+    let (parent, name) = match bytes.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (&bytes[..0], bytes),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return None;
     }
+    Some((
+        Path::new(OsStr::from_bytes(parent)),
+        OsStr::from_bytes(name),
+    ))
 }
 
 /// Re-open an `O_PATH` descriptor with real access flags through procfs, which is how an
