@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every gate of cargohold in one command, on a fresh Debian machine, as root:
+# installs what is missing, then format, lints, docs and all tests (unit, conformance,
+# interop with skopeo/umoci/registry:2, crash and multi-process tests).
+#
+#   bash scripts/test-all.sh
+#
+# Env: CARGOHOLD_SKIP_INSTALL=1 skips the package installation step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+[ "$(id -u)" = 0 ] || { echo "scripts/test-all.sh must run as root (mounts, devices, chown)" >&2; exit 1; }
+
+if [ "${CARGOHOLD_SKIP_INSTALL:-0}" != 1 ]; then
+  step "system packages"
+  export DEBIAN_FRONTEND=noninteractive
+  need=()
+  # command:package pairs the tests and benchmarks use as peers or fixture builders.
+  for pair in skopeo:skopeo umoci:umoci docker-registry:docker-registry go:golang-go \
+              hyperfine:hyperfine debootstrap:debootstrap pigz:pigz zstd:zstd jq:jq \
+              getfattr:attr setcap:libcap2-bin mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs \
+              mkfs.ext4:e2fsprogs losetup:mount curl:curl openssl:openssl valgrind:valgrind \
+              unshare:util-linux cc:gcc pkg-config:pkg-config; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+step "cargo test (all crates, all features, as root)"
+cargo test --workspace --all-features --no-fail-fast
+
+step "quick start (the README's main job)"
+bash scripts/quickstart.sh
+
+step "no mount left behind under the build tree"
+if grep -q " $(pwd)/" /proc/self/mountinfo; then
+  echo "mounts left behind:" >&2; grep " $(pwd)/" /proc/self/mountinfo >&2; exit 1
+fi
+echo "all gates passed"
