@@ -213,6 +213,27 @@ impl Root {
         }
     }
 
+    /// Open `rel` with real access flags in one `openat2` call (Openat2 resolver only).
+    fn resolve_open(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let how = match self.confine {
+            Confine::InRoot => ResolveFlags::IN_ROOT,
+            Confine::Beneath => ResolveFlags::BENEATH,
+        } | ResolveFlags::NO_MAGICLINKS;
+        let mut tries = 0;
+        loop {
+            match rfs::openat2(
+                &self.dir.fd,
+                rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                how,
+            ) {
+                Err(Errno::AGAIN) if tries < 16 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// The parent directory of `rel`, confined, and the final name (which must be a
     /// plain name: not empty, `.` or `..`).
     pub fn parent_of<'p>(&self, op: &'static str, rel: &'p Path) -> Result<(Dir, &'p OsStr)> {
@@ -254,22 +275,36 @@ impl Root {
                 "use create_file to create",
             ));
         }
-        let path_fd = self
-            .resolve(rel, true, OFlags::empty())
-            .map_err(|e| self.err("open", rel, e))?;
-        let st = rfs::fstat(&path_fd).map_err(|e| self.err("open", rel, e))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(self.err(
-                "open",
-                rel,
-                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    Errno::ISDIR
-                } else {
-                    Errno::INVAL
-                },
-            ));
+        // With openat2 a read-only open is one call; O_NONBLOCK keeps a fifo from
+        // blocking before its type is checked, and is cleared afterwards.
+        let direct = self.resolver == Resolver::Openat2
+            && !flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC);
+        let fd = if direct {
+            self.resolve_open(rel, flags | OFlags::NONBLOCK)
+        } else {
+            self.resolve(rel, true, OFlags::empty())
         }
-        let fd = reopen(&path_fd, flags).map_err(|e| self.err("open", rel, e))?;
+        .map_err(|e| self.err("open", rel, e))?;
+        let kind = FileType::from_raw_mode(
+            rfs::fstat(&fd)
+                .map_err(|e| self.err("open", rel, e))?
+                .st_mode,
+        );
+        if kind != FileType::RegularFile {
+            let errno = if kind == FileType::Directory {
+                Errno::ISDIR
+            } else {
+                Errno::INVAL
+            };
+            return Err(self.err("open", rel, errno));
+        }
+        if direct {
+            if !flags.contains(OFlags::NONBLOCK) {
+                rfs::fcntl_setfl(&fd, flags).map_err(|e| self.err("open", rel, e))?;
+            }
+            return Ok(File::from(fd));
+        }
+        let fd = reopen(&fd, flags).map_err(|e| self.err("open", rel, e))?;
         Ok(File::from(fd))
     }
 
