@@ -154,7 +154,7 @@ fn static_name(kind: &str) -> *const c_char {
         ($($s:literal),*) => {
             match kind {
                 $($s => concat!($s, "\0").as_ptr().cast(),)*
-                _ => "io\0".as_ptr().cast(),
+                _ => c"io".as_ptr(),
             }
         };
     }
@@ -179,8 +179,8 @@ fn static_name(kind: &str) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn cargohold_status_name(status: cargohold_status) -> *const c_char {
     match status {
-        cargohold_status::Ok => "ok\0".as_ptr().cast(),
-        cargohold_status::Panic => "panic\0".as_ptr().cast(),
+        cargohold_status::Ok => c"ok".as_ptr(),
+        cargohold_status::Panic => c"panic".as_ptr(),
         other => {
             let kind = ErrorKind::ALL
                 .iter()
