@@ -22,9 +22,10 @@ if [ "${CARGOHOLD_SKIP_INSTALL:-0}" != 1 ]; then
               hyperfine:hyperfine debootstrap:debootstrap pigz:pigz zstd:zstd jq:jq \
               getfattr:attr setcap:libcap2-bin mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs \
               mkfs.ext4:e2fsprogs losetup:mount curl:curl openssl:openssl valgrind:valgrind \
-              unshare:util-linux cc:gcc pkg-config:pkg-config; do
+              unshare:util-linux cc:gcc pkg-config:pkg-config python3:python3; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
   done
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     apt-get update -q
@@ -46,6 +47,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 
 step "cargo test (all crates, all features, as root)"
 cargo test --workspace --all-features --no-fail-fast
+
+step "python: pip install ./python into a fresh venv, then pytest"
+venv=target/pyvenv
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --upgrade pip
+"$venv/bin/pip" install -q pytest
+"$venv/bin/pip" install -q ./python
+"$venv/bin/python" -m pytest -q python/tests
 
 step "quick start (the README's main job)"
 bash scripts/quickstart.sh
