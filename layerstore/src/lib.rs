@@ -9,7 +9,11 @@
 
 pub mod archive;
 pub mod chain_id;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod drivers;
+pub mod mounts;
+pub mod snapshots;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,650 @@
+//! The bookkeeping every driver shares: snapshot metadata, parents, labels, kinds,
+//! locks, building in a temporary directory and publishing by rename, removal, and the
+//! clean-up of what killed writers left.
+//!
+//! On disk, under the store root:
+//! - `snapshots/<id>/`: one directory per snapshot, `<id>` 16 random hex digits, laid
+//!   out by the [`Backend`]; a snapshot under construction is a locked `.tmp-*`
+//!   directory next to them, renamed into place when complete;
+//! - `meta/<h>.json`: one record per snapshot, `<h>` the first 40 hex digits of the
+//!   SHA-256 of its key or name, written with `atomic::write_new_file`;
+//! - `locks/store.lock`: taken exclusively only for short metadata updates (a check,
+//!   a rename, a small JSON write), never while files are copied or extracted.
+//!
+//! Publication order: data first (rename of the built directory), record second, both
+//! under the store lock; removal in the reverse order. So a record always points at a
+//! complete directory, and [`Snapshots::open`] removes directories without records.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cargohold_core::atomic::{self, TempDir};
+use cargohold_core::{Confine, Digest, Dir, Error, ErrorKind, FileLock, LockMode, Result, Root};
+use serde::{Deserialize, Serialize};
+
+use crate::drivers::{Backend, CONTENT_DIR, SnapshotDir};
+use crate::{Info, Kind, Labels, Mount, Usage};
+
+const SNAPSHOTS: &str = "snapshots";
+const META: &str = "meta";
+const LOCKS: &str = "locks";
+const STORE_LOCK: &str = "store.lock";
+/// The longest key or name accepted.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// What a layer adds to its snapshot record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Digest of the uncompressed layer tar.
+    pub diff_id: Digest,
+    /// Digest of the tar as it was given, when it was compressed.
+    pub compressed_digest: Option<Digest>,
+    /// Size of the uncompressed tar in bytes.
+    pub size: u64,
+}
+
+/// One snapshot's metadata record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Directory id under `snapshots/`.
+    pub id: String,
+    /// Key (active, view) or name (committed).
+    pub name: String,
+    /// Parent name.
+    pub parent: Option<String>,
+    /// Kind.
+    pub kind: Kind,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    /// Labels.
+    pub labels: Labels,
+    /// Usage frozen at commit (committed snapshots only).
+    pub usage: Option<(u64, u64)>,
+    /// Set for layers.
+    pub layer: Option<LayerRecord>,
+}
+
+impl Record {
+    /// The public view of the record.
+    pub fn info(&self) -> Info {
+        Info {
+            name: self.name.clone(),
+            parent: self.parent.clone(),
+            kind: self.kind,
+            created: self.created,
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// A snapshot being built: a locked temporary directory nobody else sees.
+#[derive(Debug)]
+pub struct Build {
+    tmp: TempDir,
+    path: PathBuf,
+    id: String,
+    parent: Option<String>,
+    parent_ids: Vec<String>,
+}
+
+impl Build {
+    /// The directory where the snapshot's files go ([`CONTENT_DIR`]), as a confined root.
+    pub fn content(&self) -> Result<Root> {
+        Root::open(self.path.join(CONTENT_DIR), Confine::InRoot)
+    }
+
+    /// The parent's name.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+}
+
+/// The shared bookkeeping over one [`Backend`].
+#[derive(Debug)]
+pub struct Snapshots {
+    root: Root,
+    snaps: Dir,
+    meta: Dir,
+    locks: Dir,
+    backend: Box<dyn Backend>,
+}
+
+/// `InvalidArgument` unless `key` is 1 to [`MAX_KEY_LEN`] bytes without control characters.
+pub fn validate_key(op: &'static str, key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            op,
+            key.escape_debug(),
+            "a key is 1 to 1024 bytes without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn meta_name(key: &str) -> OsString {
+    let d = Digest::sha256(key.as_bytes());
+    OsString::from(format!("{}.json", &d.hex()[..40]))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn not_found(op: &'static str, key: &str) -> Error {
+    Error::new(ErrorKind::NotFound, op, key, "no such snapshot")
+}
+
+impl Snapshots {
+    /// Open (creating if needed) the bookkeeping under `path` for `backend`, removing
+    /// what killed writers left: temporary directories and files, snapshot directories
+    /// without a record, and a record superseded by a commit that was cut short.
+    pub fn open(path: impl AsRef<Path>, backend: Box<dyn Backend>) -> Result<Snapshots> {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path).map_err(|e| Error::io("open store", path.display(), e))?;
+        let root = Root::open(path, Confine::Beneath)?;
+        let snaps = root.dir().mkdir_open(OsStr::new(SNAPSHOTS), 0o700)?;
+        let meta = root.dir().mkdir_open(OsStr::new(META), 0o700)?;
+        let locks = root.dir().mkdir_open(OsStr::new(LOCKS), 0o700)?;
+        let s = Snapshots {
+            root,
+            snaps,
+            meta,
+            locks,
+            backend,
+        };
+        s.recover()?;
+        Ok(s)
+    }
+
+    fn recover(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        atomic::clean_stale(&self.meta)?;
+        atomic::clean_stale(&self.snaps)?;
+        let records = self.records()?;
+        let mut live = std::collections::HashSet::new();
+        for (file, rec) in &records {
+            let superseded = rec.kind != Kind::Committed
+                && records
+                    .iter()
+                    .any(|(_, o)| o.id == rec.id && o.kind == Kind::Committed);
+            let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::NotFound => true,
+                Err(e) => return Err(e),
+            };
+            if superseded || missing {
+                self.meta.remove_file(file)?;
+            } else {
+                live.insert(OsString::from(&rec.id));
+            }
+        }
+        for (name, _) in self.snaps.entries()? {
+            if !atomic::is_temp_name(&name) && !live.contains(&name) {
+                self.snaps.remove_all(&name)?;
+            }
+        }
+        self.meta.sync()?;
+        self.snaps.sync()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The directory holding lock files, for the store's own locks.
+    pub fn locks(&self) -> &Dir {
+        &self.locks
+    }
+
+    /// Take the store-wide lock (hold it only for short metadata updates).
+    pub fn lock(&self) -> Result<FileLock> {
+        FileLock::lock(&self.locks, OsStr::new(STORE_LOCK), LockMode::Exclusive)
+    }
+
+    fn records(&self) -> Result<Vec<(OsString, Record)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.meta.entries()? {
+            if atomic::is_temp_name(&name) {
+                continue;
+            }
+            match self.read_record_file(&name) {
+                Ok(r) => out.push((name, r)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_record_file(&self, file: &OsStr) -> Result<Record> {
+        let mut f = self.meta.open_file(file, rustix::fs::OFlags::RDONLY)?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut buf)
+            .map_err(|e| Error::io("read record", file.to_string_lossy(), e))?;
+        serde_json::from_slice(&buf)
+            .map_err(|e| Error::new(ErrorKind::Corrupt, "read record", file.to_string_lossy(), e))
+    }
+
+    /// The record of `key`, `NotFound` if none.
+    pub fn get(&self, key: &str) -> Result<Record> {
+        validate_key("stat", key)?;
+        let rec = self
+            .read_record_file(&meta_name(key))
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => not_found("stat", key),
+                _ => e,
+            })?;
+        if rec.name != key {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "stat",
+                key,
+                "record names another snapshot",
+            ));
+        }
+        Ok(rec)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every record.
+    pub fn all(&self) -> Result<Vec<Record>> {
+        Ok(self.records()?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The committed chain below `parent`, nearest first.
+    fn chain(&self, op: &'static str, parent: Option<&str>) -> Result<Vec<Record>> {
+        let mut out: Vec<Record> = Vec::new();
+        let mut next = parent.map(str::to_owned);
+        while let Some(name) = next {
+            let rec = self.get(&name).map_err(|e| match e.kind() {
+                ErrorKind::NotFound => Error::new(ErrorKind::NotFound, op, &name, "no such parent"),
+                _ => e,
+            })?;
+            if rec.kind != Kind::Committed {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    op,
+                    &name,
+                    "a parent must be committed",
+                ));
+            }
+            if out.len() > 4096 {
+                return Err(Error::new(ErrorKind::Corrupt, op, &name, "parent cycle"));
+            }
+            next = rec.parent.clone();
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    fn with_dirs<T>(
+        &self,
+        recs: &[Record],
+        f: impl FnOnce(&[SnapshotDir<'_>]) -> Result<T>,
+    ) -> Result<T> {
+        let base = self.root.path().join(SNAPSHOTS);
+        let opened = recs
+            .iter()
+            .map(|r| Ok((base.join(&r.id), self.snaps.open_dir(OsStr::new(&r.id))?)))
+            .collect::<Result<Vec<_>>>()?;
+        let dirs: Vec<SnapshotDir<'_>> = recs
+            .iter()
+            .zip(&opened)
+            .map(|(r, (p, d))| SnapshotDir {
+                id: &r.id,
+                path: p,
+                dir: d,
+            })
+            .collect();
+        f(&dirs)
+    }
+
+    /// Start building a snapshot on top of the committed `parent`: a locked temporary
+    /// directory laid out by the backend. Nothing is visible until [`Snapshots::finish`].
+    pub fn begin(&self, op: &'static str, parent: Option<&str>) -> Result<Build> {
+        if let Some(p) = parent {
+            validate_key(op, p)?;
+        }
+        let chain = self.chain(op, parent)?;
+        let tmp = TempDir::new(&self.snaps, 0o700)?;
+        let path = self.root.path().join(SNAPSHOTS).join(tmp.name());
+        let id = atomic::random_suffix();
+        let built = self.with_dirs(&chain, |parents| {
+            let new = SnapshotDir {
+                id: &id,
+                path: &path,
+                dir: tmp.dir(),
+            };
+            self.backend.create(&new, parents)
+        });
+        built?;
+        Ok(Build {
+            tmp,
+            path,
+            id,
+            parent: parent.map(str::to_owned),
+            parent_ids: chain.into_iter().map(|r| r.id).collect(),
+        })
+    }
+
+    /// Publish `build` as the snapshot `name` of `kind`: rename the directory into place
+    /// and write its record, under the store lock. `AlreadyExists` if `name` was taken
+    /// meanwhile, `NotFound` if the parent went away; the build is discarded then.
+    pub fn finish(
+        &self,
+        op: &'static str,
+        build: Build,
+        name: &str,
+        kind: Kind,
+        labels: Labels,
+        layer: Option<LayerRecord>,
+    ) -> Result<Record> {
+        validate_key(op, name)?;
+        let usage = match kind {
+            Kind::Committed => Some(self.usage_of(&build.id, &build.path, build.tmp.dir())?),
+            _ => None,
+        };
+        let _lock = self.lock()?;
+        if self.exists(name)? {
+            return Err(Error::new(ErrorKind::AlreadyExists, op, name, "name taken"));
+        }
+        if let Some(p) = &build.parent {
+            let rec = self.get(p)?;
+            if Some(&rec.id) != build.parent_ids.first() {
+                return Err(not_found(op, p));
+            }
+        }
+        let rec = Record {
+            id: build.id.clone(),
+            name: name.to_owned(),
+            parent: build.parent.clone(),
+            kind,
+            created: now(),
+            labels,
+            usage: usage.map(|u| (u.size, u.inodes)),
+            layer,
+        };
+        build.tmp.publish(&self.snaps, OsStr::new(&build.id))?;
+        self.write_record(&rec, true)?;
+        Ok(rec)
+    }
+
+    fn write_record(&self, rec: &Record, new: bool) -> Result<()> {
+        let data = serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::new(ErrorKind::Io, "write record", &rec.name, e))?;
+        let file = meta_name(&rec.name);
+        if new {
+            atomic::write_new_file(&self.meta, &file, &data, 0o600)
+        } else {
+            atomic::write_file(&self.meta, &file, &data, 0o600)
+        }
+    }
+
+    fn usage_of(&self, id: &str, path: &Path, dir: &Dir) -> Result<Usage> {
+        self.backend.usage(&SnapshotDir { id, path, dir })
+    }
+
+    /// Create the active snapshot or view `key` on `parent` and return its mounts.
+    pub fn create(
+        &self,
+        op: &'static str,
+        key: &str,
+        parent: Option<&str>,
+        kind: Kind,
+        labels: Labels,
+    ) -> Result<Vec<Mount>> {
+        validate_key(op, key)?;
+        if self.exists(key)? {
+            return Err(Error::new(ErrorKind::AlreadyExists, op, key, "key taken"));
+        }
+        let build = self.begin(op, parent)?;
+        self.finish(op, build, key, kind, labels, None)?;
+        self.mounts(key)
+    }
+
+    /// The mounts of the active snapshot or view `key`.
+    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let rec = self.get(key)?;
+        if rec.kind == Kind::Committed {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "mounts",
+                key,
+                "no active snapshot by that key",
+            ));
+        }
+        self.mounts_of(&rec, rec.kind == Kind::Active)
+    }
+
+    /// The mounts of any snapshot (committed ones read-only), for the store's own use.
+    pub fn mounts_of(&self, rec: &Record, writable: bool) -> Result<Vec<Mount>> {
+        let mut recs = vec![rec.clone()];
+        recs.extend(self.chain("mounts", rec.parent.as_deref())?);
+        self.with_dirs(&recs, |dirs| {
+            self.backend
+                .mounts(&dirs[0], &dirs[1..], writable && rec.kind == Kind::Active)
+        })
+    }
+
+    /// The content directories of `rec` and its parents, nearest first, as confined roots
+    /// (for diffs and applying).
+    pub fn content_roots(&self, rec: &Record) -> Result<Vec<Root>> {
+        let mut recs = vec![rec.clone()];
+        recs.extend(self.chain("content", rec.parent.as_deref())?);
+        let snaps = self.root.sub_root(SNAPSHOTS, Confine::Beneath)?;
+        recs.iter()
+            .map(|r| snaps.sub_root(Path::new(&r.id).join(CONTENT_DIR), Confine::InRoot))
+            .collect()
+    }
+
+    /// Content roots of the parents of a build, nearest first.
+    pub fn build_lowers(&self, build: &Build) -> Result<Vec<Root>> {
+        let snaps = self.root.sub_root(SNAPSHOTS, Confine::Beneath)?;
+        build
+            .parent_ids
+            .iter()
+            .map(|id| snaps.sub_root(Path::new(id).join(CONTENT_DIR), Confine::InRoot))
+            .collect()
+    }
+
+    /// Commit the active snapshot `key` as `name`.
+    pub fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        labels: Labels,
+        layer: Option<LayerRecord>,
+    ) -> Result<Record> {
+        validate_key("commit", name)?;
+        let rec = self
+            .get(key)
+            .map_err(|e| e.with_kind_if_not_found("commit"))?;
+        match rec.kind {
+            Kind::Active => {}
+            Kind::View => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "commit",
+                    key,
+                    "a view cannot be committed",
+                ));
+            }
+            Kind::Committed => return Err(not_found("commit", key)),
+        }
+        let dir = self.snaps.open_dir(OsStr::new(&rec.id))?;
+        let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
+        let usage = self.usage_of(&rec.id, &path, &dir)?;
+        let _lock = self.lock()?;
+        let rec = self.get(key)?;
+        if rec.kind != Kind::Active {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "commit",
+                key,
+                "changed meanwhile",
+            ));
+        }
+        if self.exists(name)? {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "commit",
+                name,
+                "name taken",
+            ));
+        }
+        let new = Record {
+            name: name.to_owned(),
+            kind: Kind::Committed,
+            created: now(),
+            labels: if labels.is_empty() {
+                rec.labels.clone()
+            } else {
+                labels
+            },
+            usage: Some((usage.size, usage.inodes)),
+            layer,
+            ..rec.clone()
+        };
+        self.write_record(&new, true)?;
+        self.meta.remove_file(&meta_name(key))?;
+        self.meta.sync()?;
+        Ok(new)
+    }
+
+    /// Remove `key`, refused with `InUse` while it has children or `busy` says so.
+    pub fn remove(&self, key: &str, busy: impl Fn(&Record) -> Result<bool>) -> Result<()> {
+        validate_key("remove", key)?;
+        let lock = self.lock()?;
+        let rec = self.get(key)?;
+        if let Some(child) = self
+            .all()?
+            .iter()
+            .find(|r| r.parent.as_deref() == Some(key))
+        {
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "remove",
+                key,
+                format!("{} is a child", child.name),
+            ));
+        }
+        if busy(&rec)? {
+            return Err(Error::new(ErrorKind::InUse, "remove", key, "mounted"));
+        }
+        self.meta.remove_file(&meta_name(key))?;
+        self.meta.sync()?;
+        // An unlocked `.tmp-` name: if we die before removing it, the next open does.
+        let doomed = OsString::from(format!(
+            "{}{}",
+            atomic::TEMP_PREFIX,
+            atomic::random_suffix()
+        ));
+        self.snaps
+            .rename(OsStr::new(&rec.id), &self.snaps, &doomed)?;
+        drop(lock);
+        match self.snaps.remove_all(&doomed) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Usage of `key`: computed now for active snapshots, frozen for committed ones.
+    pub fn usage(&self, key: &str) -> Result<Usage> {
+        let rec = self.get(key)?;
+        if let Some((size, inodes)) = rec.usage {
+            return Ok(Usage { size, inodes });
+        }
+        let dir = self.snaps.open_dir(OsStr::new(&rec.id))?;
+        let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
+        self.usage_of(&rec.id, &path, &dir)
+    }
+
+    /// Entries a check can list to see that nothing was left behind: temporary entries
+    /// in the store's directories.
+    pub fn leftovers(&self) -> Result<Vec<OsString>> {
+        let mut out = Vec::new();
+        for d in [&self.snaps, &self.meta, &self.locks, self.root.dir()] {
+            out.extend(
+                d.entries()?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| atomic::is_temp_name(n)),
+            );
+        }
+        Ok(out)
+    }
+}
+
+trait NotFoundOp {
+    fn with_kind_if_not_found(self, op: &'static str) -> Error;
+}
+
+impl NotFoundOp for Error {
+    fn with_kind_if_not_found(self, op: &'static str) -> Error {
+        if self.kind() == ErrorKind::NotFound {
+            Error::new(
+                ErrorKind::NotFound,
+                op,
+                self.context().to_owned(),
+                "no such snapshot",
+            )
+        } else {
+            self
+        }
+    }
+}
+
+impl crate::Driver for Snapshots {
+    fn prepare(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>> {
+        self.create("prepare", key, parent, Kind::Active, labels)
+    }
+
+    fn view(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>> {
+        self.create("view", key, parent, Kind::View, labels)
+    }
+
+    fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
+        Snapshots::commit(self, name, key, labels, None).map(|_| ())
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        Snapshots::mounts(self, key)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        Snapshots::remove(self, key, |_| Ok(false))
+    }
+
+    fn stat(&self, key: &str) -> Result<Info> {
+        Ok(self.get(key)?.info())
+    }
+
+    fn walk(&self, f: &mut dyn FnMut(&Info)) -> Result<()> {
+        for rec in self.all()? {
+            f(&rec.info());
+        }
+        Ok(())
+    }
+
+    fn usage(&self, key: &str) -> Result<Usage> {
+        Snapshots::usage(self, key)
+    }
+}
