@@ -59,9 +59,10 @@ fn atomic_writes(c: &mut Criterion) {
     g.bench_function("plain write (not durable)", |b| {
         b.iter(|| std::fs::write(tmp.path().join("plain"), &body).unwrap())
     });
-    g.bench_function("atomic::write_file (tmpfile, fsync, rename, dir fsync)", |b| {
-        b.iter(|| atomic::write_file(&dir, OsStr::new("meta.json"), &body, 0o644).unwrap())
-    });
+    g.bench_function(
+        "atomic::write_file (tmpfile, fsync, rename, dir fsync)",
+        |b| b.iter(|| atomic::write_file(&dir, OsStr::new("meta.json"), &body, 0o644).unwrap()),
+    );
     g.finish();
 }
 

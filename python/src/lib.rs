@@ -6,19 +6,84 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(_cargohold, CargoholdError, PyException, "Base class of every cargohold error.");
-create_exception!(_cargohold, NotFound, CargoholdError, "The named object does not exist.");
-create_exception!(_cargohold, AlreadyExists, CargoholdError, "An object with that name exists already.");
-create_exception!(_cargohold, InvalidArgument, CargoholdError, "Malformed input: a bad name, digest, tag, option or archive.");
-create_exception!(_cargohold, DigestMismatch, CargoholdError, "Content did not hash to its digest.");
-create_exception!(_cargohold, PathEscape, CargoholdError, "A path tried to leave its root.");
-create_exception!(_cargohold, InUse, CargoholdError, "The object is in use (mounted, held, has children).");
-create_exception!(_cargohold, Corrupt, CargoholdError, "Stored state is damaged.");
-create_exception!(_cargohold, Unsupported, CargoholdError, "Not supported by this driver, kernel or filesystem.");
-create_exception!(_cargohold, Conflict, CargoholdError, "A concurrent change won.");
-create_exception!(_cargohold, LimitExceeded, CargoholdError, "A size or count limit was exceeded.");
-create_exception!(_cargohold, PermissionDenied, CargoholdError, "The operating system refused the operation.");
-create_exception!(_cargohold, IoError, CargoholdError, "Any other input/output failure.");
+create_exception!(
+    _cargohold,
+    CargoholdError,
+    PyException,
+    "Base class of every cargohold error."
+);
+create_exception!(
+    _cargohold,
+    NotFound,
+    CargoholdError,
+    "The named object does not exist."
+);
+create_exception!(
+    _cargohold,
+    AlreadyExists,
+    CargoholdError,
+    "An object with that name exists already."
+);
+create_exception!(
+    _cargohold,
+    InvalidArgument,
+    CargoholdError,
+    "Malformed input: a bad name, digest, tag, option or archive."
+);
+create_exception!(
+    _cargohold,
+    DigestMismatch,
+    CargoholdError,
+    "Content did not hash to its digest."
+);
+create_exception!(
+    _cargohold,
+    PathEscape,
+    CargoholdError,
+    "A path tried to leave its root."
+);
+create_exception!(
+    _cargohold,
+    InUse,
+    CargoholdError,
+    "The object is in use (mounted, held, has children)."
+);
+create_exception!(
+    _cargohold,
+    Corrupt,
+    CargoholdError,
+    "Stored state is damaged."
+);
+create_exception!(
+    _cargohold,
+    Unsupported,
+    CargoholdError,
+    "Not supported by this driver, kernel or filesystem."
+);
+create_exception!(
+    _cargohold,
+    Conflict,
+    CargoholdError,
+    "A concurrent change won."
+);
+create_exception!(
+    _cargohold,
+    LimitExceeded,
+    CargoholdError,
+    "A size or count limit was exceeded."
+);
+create_exception!(
+    _cargohold,
+    PermissionDenied,
+    CargoholdError,
+    "The operating system refused the operation."
+);
+create_exception!(
+    _cargohold,
+    IoError,
+    CargoholdError,
+    "Any other input/output failure."
+);
 
 /// Turn a cargohold error into the Python exception of its kind, with `kind`, `op` and
 /// `context` attributes.
@@ -57,7 +122,9 @@ fn digest_bytes(py: Python<'_>, data: &[u8], algorithm: &str) -> PyResult<String
 /// or Unsupported otherwise.
 #[pyfunction]
 fn parse_digest(py: Python<'_>, digest: &str) -> PyResult<String> {
-    Digest::parse(digest).map(|d| d.to_string()).map_err(|e| to_py(py, e))
+    Digest::parse(digest)
+        .map(|d| d.to_string())
+        .map_err(|e| to_py(py, e))
 }
 
 /// The native part of the `cargohold` package.
