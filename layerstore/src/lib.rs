@@ -12,13 +12,16 @@ pub mod chain_id;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod drivers;
+pub mod layer_tar;
 pub mod mounts;
 pub mod snapshots;
+pub mod store;
 
 use std::path::PathBuf;
 
 pub use cargohold_core::{Error, ErrorKind, Result};
 pub use chain_id::chain_id;
+pub use store::{ApplyOptions, Layer, LayerStore};
 
 /// Labels attached to a snapshot: free-form key/value strings kept with its metadata.
 pub type Labels = std::collections::BTreeMap<String, String>;

@@ -129,3 +129,181 @@ fn unescape(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+const MOUNTS_DIR: &str = "mounts";
+const MOUNTS_LOCK: &str = "mounts.lock";
+
+/// One entry of the on-disk mount table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountRecord {
+    /// The snapshot key mounted.
+    pub key: String,
+    /// Where it is mounted.
+    pub target: std::path::PathBuf,
+    /// How many [`crate::LayerStore::mount`] calls share the mount.
+    pub count: u64,
+}
+
+/// The mount counts of a store, in `mounts/<h>.json` (one per mounted key), changed
+/// only under `locks/mounts.lock`, so processes mounting one key share one mount and
+/// the last unmount unmounts.
+#[derive(Debug)]
+pub struct MountTable {
+    dir: cargohold_core::Dir,
+}
+
+fn record_name(key: &str) -> std::ffi::OsString {
+    let d = cargohold_core::Digest::sha256(key.as_bytes());
+    std::ffi::OsString::from(format!("{}.json", &d.hex()[..40]))
+}
+
+impl MountTable {
+    /// Open the table of `snaps`' store, dropping records whose mounts are gone (their
+    /// holder died and something else unmounted them, or the machine rebooted).
+    pub fn open(snaps: &crate::snapshots::Snapshots) -> Result<MountTable> {
+        let dir = snaps
+            .root()
+            .dir()
+            .mkdir_open(std::ffi::OsStr::new(MOUNTS_DIR), 0o700)?;
+        let t = MountTable { dir };
+        let _lock = t.lock(snaps)?;
+        cargohold_core::atomic::clean_stale(&t.dir)?;
+        for (file, rec) in t.records()? {
+            if !is_mount_point(&rec.target)? {
+                t.dir.remove_file(&file)?;
+            }
+        }
+        Ok(t)
+    }
+
+    fn lock(&self, snaps: &crate::snapshots::Snapshots) -> Result<cargohold_core::FileLock> {
+        cargohold_core::FileLock::lock(
+            snaps.locks(),
+            std::ffi::OsStr::new(MOUNTS_LOCK),
+            cargohold_core::LockMode::Exclusive,
+        )
+    }
+
+    fn records(&self) -> Result<Vec<(std::ffi::OsString, MountRecord)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.dir.entries()? {
+            if cargohold_core::atomic::is_temp_name(&name) {
+                continue;
+            }
+            if let Some(rec) = self.read(&name)? {
+                out.push((name, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, file: &std::ffi::OsStr) -> Result<Option<MountRecord>> {
+        let mut f = match self.dir.open_file(file, rustix::fs::OFlags::RDONLY) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut buf)
+            .map_err(|e| Error::io("read mount record", file.to_string_lossy(), e))?;
+        serde_json::from_slice(&buf).map(Some).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                "read mount record",
+                file.to_string_lossy(),
+                e,
+            )
+        })
+    }
+
+    fn write(&self, rec: &MountRecord) -> Result<()> {
+        let data = serde_json::to_vec(rec)
+            .map_err(|e| Error::new(ErrorKind::Io, "write mount record", &rec.key, e))?;
+        cargohold_core::atomic::write_file(&self.dir, &record_name(&rec.key), &data, 0o600)
+    }
+
+    /// Whether `key` is mounted through the table.
+    pub fn is_mounted(&self, key: &str) -> Result<bool> {
+        Ok(self.read(&record_name(key))?.is_some())
+    }
+
+    /// Mount `mounts` of `key` at `target`, or count one more user of that mount.
+    pub fn mount(
+        &self,
+        snaps: &crate::snapshots::Snapshots,
+        key: &str,
+        mounts: &[Mount],
+        target: &Path,
+    ) -> Result<()> {
+        let target =
+            std::fs::canonicalize(target).map_err(|e| Error::io("mount", target.display(), e))?;
+        let _lock = self.lock(snaps)?;
+        snaps.get(key)?;
+        if let Some(mut rec) = self.read(&record_name(key))? {
+            if rec.target != target {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "mount",
+                    key,
+                    format!("already mounted at {}", rec.target.display()),
+                ));
+            }
+            rec.count += 1;
+            return self.write(&rec);
+        }
+        if self.records()?.iter().any(|(_, r)| r.target == target) {
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "mount",
+                target.display(),
+                "another key is mounted there",
+            ));
+        }
+        mount_all(mounts, &target)?;
+        let rec = MountRecord {
+            key: key.to_owned(),
+            target: target.clone(),
+            count: 1,
+        };
+        if let Err(e) = self.write(&rec) {
+            let _ = unmount(&target);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Drop one user of the mount at `target`; the last one unmounts.
+    pub fn unmount(&self, snaps: &crate::snapshots::Snapshots, target: &Path) -> Result<()> {
+        let target =
+            std::fs::canonicalize(target).map_err(|e| Error::io("unmount", target.display(), e))?;
+        let _lock = self.lock(snaps)?;
+        let Some((file, mut rec)) = self
+            .records()?
+            .into_iter()
+            .find(|(_, r)| r.target == target)
+        else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "unmount",
+                target.display(),
+                "nothing of this store is mounted there",
+            ));
+        };
+        if rec.count > 1 {
+            rec.count -= 1;
+            return self.write(&rec);
+        }
+        unmount(&target)?;
+        self.dir.remove_file(&file)?;
+        self.dir.sync()
+    }
+}
+
+fn is_mount_point(p: &Path) -> Result<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(&unescape(m)) == p))
+}

@@ -5,7 +5,7 @@
 //! the root, no lock held. [`crate::driver_conformance_tests!`] stamps one `#[test]` per
 //! check for a driver:
 //!
-//! ```ignore
+//! ```text
 //! layerstore::driver_conformance_tests!(vfs, || layerstore::conformance::vfs_fixture());
 //! ```
 //!

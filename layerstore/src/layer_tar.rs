@@ -1,0 +1,282 @@
+//! How the store applies a layer tar into a snapshot and exports a snapshot's diff.
+//!
+//! The one place the store calls the [`crate::archive`] module. Until that module's
+//! `apply`/`export_tree_diff`/`export_overlay_upper` land, this file carries a small
+//! stand-in for the `vfs` layout (whiteouts carried out, tree diffs), built on the
+//! `tar` crate's `unpack_in` (which refuses `..` and escapes through symlinks).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use cargohold_core::{
+    Algorithm, Digest, DigestReader, DigestWriter, Error, ErrorKind, Result, Root,
+};
+
+use crate::drivers::Layout;
+
+/// What applying a layer tar found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedTar {
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Digest of the stream as given, when it was compressed.
+    pub compressed_digest: Option<Digest>,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+}
+
+/// Expectations the caller has about a tar.
+#[derive(Debug, Clone, Default)]
+pub struct Expect<'a> {
+    /// The diff ID the uncompressed tar must hash to.
+    pub diff_id: Option<&'a Digest>,
+    /// The digest the stream as given must hash to.
+    pub compressed: Option<&'a Digest>,
+}
+
+fn err(op: &'static str, ctx: impl std::fmt::Display, e: io::Error) -> Error {
+    cargohold_core::error::from_io_error(op, ctx, e)
+}
+
+/// Apply the (plain, gzip or zstd) tar from `reader` into `target` laid out as `layout`
+/// over `lowers` (nearest first). `DigestMismatch` when an expectation fails.
+pub fn apply(
+    reader: &mut dyn Read,
+    target: &Root,
+    _lowers: &[Root],
+    layout: Layout,
+    expect: Expect<'_>,
+) -> Result<AppliedTar> {
+    if layout != Layout::Full {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "apply",
+            "overlay",
+            "applying in overlay format needs the archive module",
+        ));
+    }
+    let raw = DigestReader::new(reader, Algorithm::Sha256);
+    let mut buffered = BufReader::with_capacity(1 << 16, raw);
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| err("apply", "layer", e))?
+        .to_vec();
+    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let plain: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(&mut buffered).map_err(|e| err("apply", "zstd", e))?)
+    } else {
+        Box::new(&mut buffered)
+    };
+    let mut plain = DigestReader::new(plain, Algorithm::Sha256);
+    unpack(&mut plain, target.path())?;
+    io::copy(&mut plain, &mut io::sink()).map_err(|e| err("apply", "layer", e))?;
+    let (_, diff_id, size) = plain.finish();
+    io::copy(&mut buffered, &mut io::sink()).map_err(|e| err("apply", "layer", e))?;
+    let (_, stream_digest, _) = buffered.into_inner().finish();
+    if let Some(want) = expect.diff_id {
+        want.verify("apply", &diff_id)?;
+    }
+    if let Some(want) = expect.compressed {
+        want.verify("apply", &stream_digest)?;
+    }
+    Ok(AppliedTar {
+        diff_id,
+        compressed_digest: compressed.then_some(stream_digest),
+        size,
+    })
+}
+
+fn clean_rel(p: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::PathEscape,
+                    "apply",
+                    p.display(),
+                    "entry leaves the layer",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_overwrite(true);
+    ar.set_preserve_mtime(true);
+    let mut dirs = Vec::new();
+    for entry in ar.entries().map_err(|e| err("apply", "tar", e))? {
+        let mut entry = entry.map_err(|e| err("apply", "tar", e))?;
+        let path = clean_rel(&entry.path().map_err(|e| err("apply", "tar", e))?)?;
+        let Some(base) = path.file_name() else {
+            continue;
+        };
+        let base = base.as_bytes();
+        if let Some(hidden) = base.strip_prefix(b".wh.") {
+            let parent = dst.join(path.parent().unwrap_or(Path::new("")));
+            if hidden == b".wh..opq" {
+                if let Ok(rd) = std::fs::read_dir(&parent) {
+                    for e in rd.flatten() {
+                        remove_any(&e.path())?;
+                    }
+                }
+            } else {
+                remove_any(&parent.join(OsStr::from_bytes(hidden)))?;
+            }
+            continue;
+        }
+        let full = dst.join(&path);
+        let is_dir = entry.header().entry_type().is_dir();
+        if let Ok(st) = std::fs::symlink_metadata(&full)
+            && !(is_dir && st.is_dir())
+        {
+            remove_any(&full)?;
+        }
+        entry
+            .unpack_in(dst)
+            .map_err(|e| err("apply", path.display(), e))?;
+        if is_dir {
+            dirs.push((full, entry.header().mtime().unwrap_or(0)));
+        }
+    }
+    // Directory times last: entries created in them changed them.
+    for (dir, mtime) in dirs.into_iter().rev() {
+        let t = filetime_secs(mtime);
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &dir,
+            &t,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+    Ok(())
+}
+
+fn filetime_secs(secs: u64) -> rustix::fs::Timestamps {
+    let ts = rustix::fs::Timespec {
+        tv_sec: secs as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    }
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(p) {
+        Ok(st) if st.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| err("apply", p.display(), e))
+}
+
+/// Write the diff of `child` against `parent` (its parent's content, or none) as an
+/// uncompressed tar to `out`; returns its diff ID and size.
+pub fn export(
+    child: &Root,
+    parent: Option<&Root>,
+    layout: Layout,
+    out: &mut dyn Write,
+) -> Result<(Digest, u64)> {
+    if layout != Layout::Full {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "diff",
+            "overlay",
+            "exporting an overlay upper dir needs the archive module",
+        ));
+    }
+    let mut w = DigestWriter::new(out, Algorithm::Sha256);
+    {
+        let mut b = tar::Builder::new(&mut w);
+        b.follow_symlinks(false);
+        let new = inventory(child.path())?;
+        let old = match parent {
+            Some(p) => inventory(p.path())?,
+            None => BTreeMap::new(),
+        };
+        for (rel, meta) in &new {
+            if old.get(rel) == Some(meta) {
+                continue;
+            }
+            b.append_path_with_name(child.path().join(rel), rel)
+                .map_err(|e| err("diff", rel.display(), e))?;
+        }
+        for rel in old.keys() {
+            if new.contains_key(rel)
+                || rel
+                    .parent()
+                    .is_some_and(|p| !p.as_os_str().is_empty() && !new.contains_key(p))
+            {
+                continue;
+            }
+            let name = rel.with_file_name(format!(
+                ".wh.{}",
+                rel.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, io::empty())
+                .map_err(|e| err("diff", rel.display(), e))?;
+        }
+        b.finish().map_err(|e| err("diff", "tar", e))?;
+    }
+    let (_, d, n) = w.finish();
+    Ok((d, n))
+}
+
+type Meta = (u32, u32, u32, u64, i64, i64, Option<PathBuf>);
+
+fn inventory(root: &Path) -> Result<BTreeMap<PathBuf, Meta>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let rd = std::fs::read_dir(root.join(&rel)).map_err(|e| err("diff", rel.display(), e))?;
+        for e in rd {
+            let e = e.map_err(|e| err("diff", rel.display(), e))?;
+            let r = rel.join(e.file_name());
+            let m = e.metadata().map_err(|e| err("diff", r.display(), e))?;
+            let link = m
+                .file_type()
+                .is_symlink()
+                .then(|| std::fs::read_link(e.path()).ok())
+                .flatten();
+            let mtime = if m.is_dir() { 0 } else { m.mtime() };
+            out.insert(
+                r.clone(),
+                (
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    m.size(),
+                    mtime,
+                    m.mtime_nsec() * i64::from(!m.is_dir()),
+                    link,
+                ),
+            );
+            if m.is_dir() {
+                stack.push(r);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,330 @@
+//! The layer store: image layers by chain ID and containers on top of them, over the
+//! shared [`Snapshots`] bookkeeping, safe for several processes at once.
+//!
+//! A layer is a committed snapshot named by its chain ID. Applying builds it in a locked
+//! temporary directory (invisible to everyone) and publishes it by rename; only the
+//! per-chain-ID lock `locks/chain-<hex>.lock` is held while a tar is extracted, so
+//! different layers extract in parallel and the same layer extracts once.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cargohold_core::{Digest, Error, ErrorKind, FileLock, LockMode, Result};
+
+use crate::chain_id::chain_id;
+use crate::drivers::Backend;
+use crate::layer_tar::{self, Expect};
+use crate::mounts::MountTable;
+use crate::snapshots::{LayerRecord, Record, Snapshots};
+use crate::{Driver, DriverChoice, Info, Kind, Labels, Mount, Usage};
+
+/// A layer: a read-only snapshot made from an OCI layer tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Its name: the chain ID of it and everything below it.
+    pub chain_id: Digest,
+    /// The layer below, by chain ID.
+    pub parent: Option<Digest>,
+    /// Digest of its uncompressed tar.
+    pub diff_id: Digest,
+    /// Digest of the compressed tar it was applied from, when known.
+    pub compressed_digest: Option<Digest>,
+    /// Uncompressed tar size in bytes.
+    pub size: u64,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// Options for [`LayerStore::apply_layer`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// The diff ID the tar must have; lets a repeated apply return without reading it.
+    pub expected_diff_id: Option<Digest>,
+    /// The digest the (compressed) stream must have.
+    pub expected_compressed_digest: Option<Digest>,
+    /// Labels for the layer.
+    pub labels: Labels,
+}
+
+/// Layers and containers in one directory.
+#[derive(Debug)]
+pub struct LayerStore {
+    snaps: Snapshots,
+    mounts: MountTable,
+    extractions: AtomicU64,
+}
+
+fn layer_of(rec: &Record) -> Result<Layer> {
+    let l = rec
+        .layer
+        .as_ref()
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, "layer", &rec.name, "not a layer"))?;
+    let parse = |s: &str| Digest::parse(s).map_err(|e| e.with_kind(ErrorKind::Corrupt));
+    Ok(Layer {
+        chain_id: parse(&rec.name)?,
+        parent: rec.parent.as_deref().map(parse).transpose()?,
+        diff_id: l.diff_id.clone(),
+        compressed_digest: l.compressed_digest.clone(),
+        size: l.size,
+        created: rec.created,
+    })
+}
+
+fn backend_for(choice: DriverChoice) -> Result<Box<dyn Backend>> {
+    match choice {
+        DriverChoice::Vfs => Ok(Box::new(crate::drivers::vfs::Vfs)),
+        DriverChoice::Overlay => Err(Error::new(
+            ErrorKind::Unsupported,
+            "open",
+            "overlay",
+            "the overlay backend is not wired in yet",
+        )),
+    }
+}
+
+impl LayerStore {
+    /// Open (creating if needed) the store at `root` with `driver`, removing what killed
+    /// writers left (temporary directories and files, orphan snapshot directories,
+    /// mount records whose mounts are gone).
+    pub fn open(root: impl AsRef<Path>, driver: DriverChoice) -> Result<LayerStore> {
+        Self::open_with(root, backend_for(driver)?)
+    }
+
+    /// Open with any backend.
+    pub fn open_with(root: impl AsRef<Path>, backend: Box<dyn Backend>) -> Result<LayerStore> {
+        let snaps = Snapshots::open(root, backend)?;
+        let mounts = MountTable::open(&snaps)?;
+        Ok(LayerStore {
+            snaps,
+            mounts,
+            extractions: AtomicU64::new(0),
+        })
+    }
+
+    /// The shared bookkeeping (for tests and wrappers).
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snaps
+    }
+
+    /// How many layer tars this handle extracted (dedup hits do not count).
+    pub fn extractions(&self) -> u64 {
+        self.extractions.load(Ordering::Relaxed)
+    }
+
+    /// The layer `chain_id`; `NotFound` if absent.
+    pub fn layer(&self, chain_id: &Digest) -> Result<Layer> {
+        layer_of(&self.snaps.get(&chain_id.to_string())?)
+    }
+
+    /// Every layer, in no particular order.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        self.snaps
+            .all()?
+            .iter()
+            .filter(|r| r.layer.is_some())
+            .map(layer_of)
+            .collect()
+    }
+
+    fn existing(&self, chain: &Digest) -> Result<Option<Layer>> {
+        match self.layer(chain) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn chain_lock(&self, chain: &Digest) -> Result<FileLock> {
+        let name = format!("chain-{}.lock", &chain.hex()[..32]);
+        FileLock::lock(self.snaps.locks(), OsStr::new(&name), LockMode::Exclusive)
+    }
+
+    /// Apply the OCI layer tar (plain, gzip or zstd) from `reader` on top of the layer
+    /// `parent`, returning the layer.
+    ///
+    /// Rules: the same tar on the same parent yields the existing layer without
+    /// extracting again (with `expected_diff_id`, without reading `reader` at all); a
+    /// layer being built is invisible until complete; concurrent applies of one layer
+    /// extract it once; `NotFound` for a missing parent; `DigestMismatch` when the tar
+    /// does not match an expected digest (nothing is kept).
+    pub fn apply_layer(
+        &self,
+        reader: &mut dyn Read,
+        parent: Option<&Digest>,
+        opts: &ApplyOptions,
+    ) -> Result<Layer> {
+        let parent_name = parent.map(Digest::to_string);
+        if let Some(p) = parent {
+            self.layer(p).map_err(|e| match e.kind() {
+                ErrorKind::NotFound => {
+                    Error::new(ErrorKind::NotFound, "apply", p, "no such parent layer")
+                }
+                _ => e,
+            })?;
+        }
+        let known = opts.expected_diff_id.as_ref().map(|d| chain_id(parent, d));
+        let _held = match &known {
+            Some(chain) => {
+                if let Some(l) = self.existing(chain)? {
+                    return Ok(l);
+                }
+                let lock = self.chain_lock(chain)?;
+                if let Some(l) = self.existing(chain)? {
+                    return Ok(l);
+                }
+                Some(lock)
+            }
+            None => None,
+        };
+        let build = self.snaps.begin("apply", parent_name.as_deref())?;
+        let target = build.content()?;
+        let lowers = self.snaps.build_lowers(&build)?;
+        let applied = layer_tar::apply(
+            reader,
+            &target,
+            &lowers,
+            self.snaps.backend().layout(),
+            Expect {
+                diff_id: opts.expected_diff_id.as_ref(),
+                compressed: opts.expected_compressed_digest.as_ref(),
+            },
+        )?;
+        self.extractions.fetch_add(1, Ordering::Relaxed);
+        let chain = chain_id(parent, &applied.diff_id);
+        let _late = match _held {
+            Some(_) => None,
+            None => {
+                let lock = self.chain_lock(&chain)?;
+                if let Some(l) = self.existing(&chain)? {
+                    return Ok(l); // the build is dropped and removed
+                }
+                Some(lock)
+            }
+        };
+        let rec = self.snaps.finish(
+            "apply",
+            build,
+            &chain.to_string(),
+            Kind::Committed,
+            opts.labels.clone(),
+            Some(LayerRecord {
+                diff_id: applied.diff_id,
+                compressed_digest: applied.compressed_digest,
+                size: applied.size,
+            }),
+        )?;
+        layer_of(&rec)
+    }
+
+    /// Remove the layer `chain_id`; `InUse` while a child layer or container is on it.
+    pub fn remove_layer(&self, chain_id: &Digest) -> Result<()> {
+        self.layer(chain_id)?;
+        self.remove(&chain_id.to_string())
+    }
+
+    /// Prepare the writable container snapshot `key` on the layer `parent`.
+    pub fn prepare_container(
+        &self,
+        key: &str,
+        parent: Option<&Digest>,
+        labels: Labels,
+    ) -> Result<Vec<Mount>> {
+        self.prepare(key, parent.map(Digest::to_string).as_deref(), labels)
+    }
+
+    /// Write the changes of the active snapshot `key` against its parent as an
+    /// uncompressed layer tar to `out`; returns the diff ID and size.
+    pub fn diff(&self, key: &str, out: &mut dyn Write) -> Result<(Digest, u64)> {
+        let rec = self.snaps.get(key)?;
+        let roots = self.snaps.content_roots(&rec)?;
+        layer_tar::export(&roots[0], roots.get(1), self.snaps.backend().layout(), out)
+    }
+
+    /// Commit the container `key` into a new layer (its diff becomes the layer's tar) and
+    /// return it. Commit removes the active key. If that layer exists already, the
+    /// container is removed and the existing layer returned.
+    pub fn commit_container(&self, key: &str, labels: Labels) -> Result<Layer> {
+        let rec = self.snaps.get(key)?;
+        if rec.kind != Kind::Active {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "commit",
+                key,
+                "not a writable container",
+            ));
+        }
+        let parent = rec
+            .parent
+            .as_deref()
+            .map(|p| Digest::parse(p).map_err(|e| e.with_kind(ErrorKind::InvalidArgument)))
+            .transpose()?;
+        let (diff_id, size) = self.diff(key, &mut std::io::sink())?;
+        let chain = chain_id(parent.as_ref(), &diff_id);
+        let _lock = self.chain_lock(&chain)?;
+        if let Some(l) = self.existing(&chain)? {
+            self.remove(key)?;
+            return Ok(l);
+        }
+        let layer = LayerRecord {
+            diff_id,
+            compressed_digest: None,
+            size,
+        };
+        let rec = self
+            .snaps
+            .commit(&chain.to_string(), key, labels, Some(layer))?;
+        layer_of(&rec)
+    }
+
+    /// Mount the active snapshot or view `key` at `target`. Mount counts are kept on
+    /// disk: a second mount of the same key at the same target (from any process) shares
+    /// the first; at another target it is `Conflict`.
+    pub fn mount(&self, key: &str, target: &Path) -> Result<()> {
+        let mounts = self.snaps.mounts(key)?;
+        self.mounts.mount(&self.snaps, key, &mounts, target)
+    }
+
+    /// Drop one mount of whatever is mounted at `target`; the last one unmounts.
+    /// `NotFound` if this store mounted nothing there.
+    pub fn unmount(&self, target: &Path) -> Result<()> {
+        self.mounts.unmount(&self.snaps, target)
+    }
+}
+
+impl Driver for LayerStore {
+    fn prepare(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>> {
+        Driver::prepare(&self.snaps, key, parent, labels)
+    }
+
+    fn view(&self, key: &str, parent: Option<&str>, labels: Labels) -> Result<Vec<Mount>> {
+        Driver::view(&self.snaps, key, parent, labels)
+    }
+
+    fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
+        Driver::commit(&self.snaps, name, key, labels)
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        self.snaps.mounts(key)
+    }
+
+    /// Also refused with `InUse` while the snapshot is mounted through [`LayerStore::mount`].
+    fn remove(&self, key: &str) -> Result<()> {
+        self.snaps
+            .remove(key, |rec| self.mounts.is_mounted(&rec.name))
+    }
+
+    fn stat(&self, key: &str) -> Result<Info> {
+        Driver::stat(&self.snaps, key)
+    }
+
+    fn walk(&self, f: &mut dyn FnMut(&Info)) -> Result<()> {
+        Driver::walk(&self.snaps, f)
+    }
+
+    fn usage(&self, key: &str) -> Result<Usage> {
+        self.snaps.usage(key)
+    }
+}
