@@ -1,2 +1,87 @@
-//! The `cargohold` command.
-fn main() {}
+//! The `cargohold` command: a thin layer over the cargohold crates for operators and for
+//! the quick start. All storage behaviour lives in the crates; this file parses
+//! arguments, opens the stores under one root and prints results.
+//!
+//! Exit codes: 0 success, 1 an operation failed (one line on stderr says what and why),
+//! 2 a usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cargohold_core::{Error, ErrorKind};
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod layer;
+mod output;
+mod stores;
+
+/// cargohold: container storage without a daemon (layers, containers, volumes, images).
+#[derive(Debug, Parser)]
+#[command(name = "cargohold", version, propagate_version = true)]
+struct Cli {
+    /// The store root (default: /var/lib/cargohold as root, else
+    /// $XDG_DATA_HOME/cargohold or ~/.local/share/cargohold).
+    #[arg(long, global = true, env = "CARGOHOLD_ROOT")]
+    root: Option<PathBuf>,
+
+    /// Print listings and inspections as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole container storage lifecycle on the store and report each step.
+    Demo(demo::DemoArgs),
+    /// Print where the stores live.
+    Info,
+    /// Image layers: apply, list, inspect, remove, export.
+    #[command(subcommand)]
+    Layer(layer::LayerCmd),
+    /// Container layers: create, mount, diff, commit, remove.
+    #[command(subcommand)]
+    Container(layer::ContainerCmd),
+}
+
+/// What every command handler gets.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The store root.
+    pub root: PathBuf,
+    /// JSON output requested.
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        root: cli.root.unwrap_or_else(stores::default_root),
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&ctx, args),
+        Command::Info => stores::info(&ctx),
+        Command::Layer(cmd) => layer::layer(&ctx, cmd),
+        Command::Container(cmd) => layer::container(&ctx, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            if err.kind() == ErrorKind::InvalidArgument && err.op() == "usage" {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// One line: what failed and why, with the error kind for scripts.
+fn report(err: &Error) {
+    eprintln!("cargohold: {err} [{}]", err.kind());
+}
