@@ -180,7 +180,8 @@ fn remove_any(p: &Path) -> Result<()> {
     let r = match std::fs::symlink_metadata(p) {
         Ok(st) if st.is_dir() => std::fs::remove_dir_all(p),
         Ok(_) => std::fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Nothing to remove: missing, or a parent is not a directory.
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => Ok(()),
         Err(e) => Err(e),
     };
     r.map_err(|e| err("apply", p.display(), e))

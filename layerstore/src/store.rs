@@ -118,6 +118,15 @@ impl LayerStore {
         layer_of(&self.snaps.get(&chain_id.to_string())?)
     }
 
+    /// The directory holding the layer's files (vfs: its whole tree; overlay: its own
+    /// changes), for reading only: a layer never changes.
+    pub fn layer_dir(&self, chain_id: &Digest) -> Result<std::path::PathBuf> {
+        let rec = self.snaps.get(&chain_id.to_string())?;
+        layer_of(&rec)?;
+        let roots = self.snaps.content_roots(&rec)?;
+        Ok(roots[0].path().to_path_buf())
+    }
+
     /// Every layer, in no particular order.
     pub fn layers(&self) -> Result<Vec<Layer>> {
         self.snaps
