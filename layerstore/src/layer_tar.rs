@@ -187,6 +187,74 @@ fn remove_any(p: &Path) -> Result<()> {
     r.map_err(|e| err("apply", p.display(), e))
 }
 
+/// What happened to a path between a parent and a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Not in the parent.
+    Added,
+    /// In both, with different type, mode, owner, size, time or link target.
+    Modified,
+    /// In the parent only (reported once, at the topmost deleted path).
+    Deleted,
+}
+
+/// One changed path, relative to the snapshot root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The path.
+    pub path: PathBuf,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+fn unsupported_overlay(op: &'static str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        op,
+        "overlay",
+        "diffs of overlay upper dirs need the archive module",
+    )
+}
+
+/// The changes of `child` against `parent` (none: everything is added), sorted by path.
+pub fn changes(child: &Root, parent: Option<&Root>, layout: Layout) -> Result<Vec<Change>> {
+    if layout != Layout::Full {
+        return Err(unsupported_overlay("changes"));
+    }
+    let new = inventory(child.path())?;
+    let old = match parent {
+        Some(p) => inventory(p.path())?,
+        None => BTreeMap::new(),
+    };
+    let mut out = Vec::new();
+    for (rel, meta) in &new {
+        match old.get(rel) {
+            Some(m) if m == meta => {}
+            Some(_) => out.push(Change {
+                path: rel.clone(),
+                kind: ChangeKind::Modified,
+            }),
+            None => out.push(Change {
+                path: rel.clone(),
+                kind: ChangeKind::Added,
+            }),
+        }
+    }
+    for rel in old.keys() {
+        let under_deleted = rel
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && !new.contains_key(p));
+        if !new.contains_key(rel) && !under_deleted {
+            out.push(Change {
+                path: rel.clone(),
+                kind: ChangeKind::Deleted,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// Write the diff of `child` against `parent` (its parent's content, or none) as an
 /// uncompressed tar to `out`; returns its diff ID and size.
 pub fn export(
@@ -196,35 +264,18 @@ pub fn export(
     out: &mut dyn Write,
 ) -> Result<(Digest, u64)> {
     if layout != Layout::Full {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "diff",
-            "overlay",
-            "exporting an overlay upper dir needs the archive module",
-        ));
+        return Err(unsupported_overlay("diff"));
     }
+    let list = changes(child, parent, layout)?;
     let mut w = DigestWriter::new(out, Algorithm::Sha256);
     {
         let mut b = tar::Builder::new(&mut w);
         b.follow_symlinks(false);
-        let new = inventory(child.path())?;
-        let old = match parent {
-            Some(p) => inventory(p.path())?,
-            None => BTreeMap::new(),
-        };
-        for (rel, meta) in &new {
-            if old.get(rel) == Some(meta) {
-                continue;
-            }
-            b.append_path_with_name(child.path().join(rel), rel)
-                .map_err(|e| err("diff", rel.display(), e))?;
-        }
-        for rel in old.keys() {
-            if new.contains_key(rel)
-                || rel
-                    .parent()
-                    .is_some_and(|p| !p.as_os_str().is_empty() && !new.contains_key(p))
-            {
+        for c in &list {
+            let rel = &c.path;
+            if c.kind != ChangeKind::Deleted {
+                b.append_path_with_name(child.path().join(rel), rel)
+                    .map_err(|e| err("diff", rel.display(), e))?;
                 continue;
             }
             let name = rel.with_file_name(format!(
@@ -234,6 +285,8 @@ pub fn export(
             let mut h = tar::Header::new_gnu();
             h.set_size(0);
             h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_entry_type(tar::EntryType::Regular);
             b.append_data(&mut h, name, io::empty())
                 .map_err(|e| err("diff", rel.display(), e))?;

@@ -176,7 +176,8 @@ impl MountTable {
         Ok(t)
     }
 
-    fn lock(&self, snaps: &crate::snapshots::Snapshots) -> Result<cargohold_core::FileLock> {
+    /// Take the mount-table lock. Lock order: this lock before the store lock.
+    pub fn lock(&self, snaps: &crate::snapshots::Snapshots) -> Result<cargohold_core::FileLock> {
         cargohold_core::FileLock::lock(
             snaps.locks(),
             std::ffi::OsStr::new(MOUNTS_LOCK),

@@ -251,6 +251,13 @@ impl LayerStore {
         layer_tar::export(&roots[0], roots.get(1), self.snaps.backend().layout(), out)
     }
 
+    /// The paths the active snapshot `key` changed against its parent, sorted.
+    pub fn changes(&self, key: &str) -> Result<Vec<layer_tar::Change>> {
+        let rec = self.snaps.get(key)?;
+        let roots = self.snaps.content_roots(&rec)?;
+        layer_tar::changes(&roots[0], roots.get(1), self.snaps.backend().layout())
+    }
+
     /// Commit the container `key` into a new layer (its diff becomes the layer's tar) and
     /// return it. Commit removes the active key. If that layer exists already, the
     /// container is removed and the existing layer returned.

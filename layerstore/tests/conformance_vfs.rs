@@ -3,3 +3,7 @@
 #![cfg(feature = "conformance")]
 
 layerstore::driver_conformance_tests!(vfs, layerstore::conformance::vfs_fixture);
+layerstore::driver_conformance_tests!(
+    layer_store_vfs,
+    layerstore::conformance::layerstore_vfs_fixture
+);

@@ -205,6 +205,20 @@ fn committing_a_container_makes_a_layer_of_its_diff() {
     let root = &s.snapshots().content_roots(&rec).unwrap()[0];
     root.create_file("new", 0o644, true).unwrap();
     root.remove_file("drop").unwrap();
+    use layerstore::layer_tar::ChangeKind;
+    let changes: Vec<_> = s
+        .changes("c")
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.path.to_string_lossy().into_owned(), c.kind))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("drop".to_owned(), ChangeKind::Deleted),
+            ("new".to_owned(), ChangeKind::Added)
+        ]
+    );
     let mut tar = Vec::new();
     let (diff_id, size) = s.diff("c", &mut tar).unwrap();
     assert_eq!(diff_id, Digest::sha256(&tar));

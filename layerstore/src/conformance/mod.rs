@@ -54,6 +54,20 @@ pub fn vfs_fixture() -> Fixture {
     }
 }
 
+/// A vfs [`crate::LayerStore`] (the store's own `Driver`, which also counts mounts) in
+/// a fresh temporary directory.
+pub fn layerstore_vfs_fixture() -> Fixture {
+    let tempdir = scratch_dir();
+    let root = tempdir.path().join("store");
+    let driver =
+        crate::LayerStore::open(&root, crate::DriverChoice::Vfs).expect("open a vfs layer store");
+    Fixture {
+        driver: Box::new(driver),
+        root,
+        tempdir,
+    }
+}
+
 /// A temporary directory for a check, under `CARGOHOLD_TEST_TMPDIR` when set.
 pub fn scratch_dir() -> tempfile::TempDir {
     match std::env::var_os("CARGOHOLD_TEST_TMPDIR") {
