@@ -1,1 +1,96 @@
-//! placeholder
+//! regstore: a registry blob store that keeps images in distribution registry:2's
+//! on-disk layout, as a library (no HTTP, no daemon).
+//!
+//! Two levels, as in distribution: a small [`StorageDriver`] over a key space (this
+//! page), with the [`drivers::filesystem`] and [`drivers::memory`] backends, and the
+//! registry model on top of it ([`Registry`]: repositories, blobs, resumable uploads,
+//! manifests, tags, referrers, catalog). Errors are core's [`Error`]; the distribution
+//! spec's code of an error is [`error_code`].
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::time::SystemTime;
+
+pub use cargohold_core::{Error, ErrorKind, Result};
+
+/// A key space of byte objects, shaped like distribution's `storagedriver`.
+///
+/// Vocabulary: a *key* ([`Key`]) is an absolute slash-separated name (`/a/b/data`),
+/// validated once when the `Key` is built, so no backend ever sees a bad one. A key
+/// names a *file* (bytes) or, implicitly, a *directory*: the common prefix of the files
+/// below it. Directories have no existence of their own beyond that prefix (so an
+/// object store can implement this trait); a backend may keep empty ones around, and
+/// callers must not rely on either.
+///
+/// Rules every backend keeps (the conformance suite checks them):
+/// - `put_content` replaces a file atomically: a reader sees the old or the new bytes.
+/// - a [`FileWriter`]'s bytes are guaranteed visible only after [`FileWriter::commit`];
+///   [`FileWriter::cancel`] removes the file. A writer opened with `append` continues an
+///   existing file (created empty when missing), otherwise it starts an empty one.
+/// - `reader(key, offset)` with `offset` beyond the end is `InvalidArgument`.
+/// - a missing key is `NotFound` for every call that reads, lists, moves or deletes.
+/// - `list` returns the direct children (files and directories) of a directory, sorted.
+/// - `rename` (distribution's `Move`) replaces the destination, creating its parents.
+/// - `delete` removes a file or a whole directory tree.
+/// - `walk` returns every file and directory below a key, sorted by key.
+pub trait StorageDriver: Send + Sync + fmt::Debug {
+    /// Short backend name (`filesystem`, `memory`).
+    fn name(&self) -> &'static str;
+    /// The whole content of a file.
+    fn get_content(&self, key: &Key) -> Result<Vec<u8>>;
+    /// Store `data` as the file `key`, atomically replacing what was there.
+    fn put_content(&self, key: &Key, data: &[u8]) -> Result<()>;
+    /// A reader of the file from byte `offset`.
+    fn reader(&self, key: &Key, offset: u64) -> Result<Box<dyn Read + Send>>;
+    /// A writer of the file; with `append` it continues the existing content.
+    fn writer(&self, key: &Key, append: bool) -> Result<Box<dyn FileWriter>>;
+    /// Size, kind and modification time of a file or directory.
+    fn stat(&self, key: &Key) -> Result<FileInfo>;
+    /// The direct children of a directory, sorted.
+    fn list(&self, key: &Key) -> Result<Vec<Key>>;
+    /// Move a file (or directory) to a new key, replacing what is there.
+    fn rename(&self, from: &Key, to: &Key) -> Result<()>;
+    /// Remove a file or a directory with everything below it.
+    fn delete(&self, key: &Key) -> Result<()>;
+    /// Everything below `key` (not `key` itself), sorted by key.
+    fn walk(&self, key: &Key) -> Result<Vec<FileInfo>>;
+}
+
+/// A file being written through [`StorageDriver::writer`].
+pub trait FileWriter: Write + Send + fmt::Debug {
+    /// Bytes in the file so far (existing content included when appending).
+    fn size(&self) -> u64;
+    /// Make the written bytes durable and visible.
+    fn commit(self: Box<Self>) -> Result<()>;
+    /// Drop what was written and remove the file.
+    fn cancel(self: Box<Self>) -> Result<()>;
+}
+
+/// What [`StorageDriver::stat`] and [`StorageDriver::walk`] report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The key.
+    pub key: Key,
+    /// Size in bytes (0 for a directory).
+    pub size: u64,
+    /// Whether the key is a directory (a prefix of other keys).
+    pub is_dir: bool,
+    /// Last modification, when the backend knows it.
+    pub modified: Option<SystemTime>,
+}
+
+pub mod drivers;
+pub mod error;
+pub mod hashstate;
+pub mod key;
+pub mod layout;
+pub mod manifests;
+pub mod names;
+pub mod registry;
+pub mod uploads;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{ErrorCode, error_code};
+pub use key::Key;
