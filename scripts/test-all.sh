@@ -57,8 +57,10 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q ./python
 "$venv/bin/python" -m pytest -q python/tests
 
-step "quick start (the README's main job)"
-bash scripts/quickstart.sh
+step "quick start (the README's main job), on a scratch root"
+demo_root=$(mktemp -d)
+CARGOHOLD_ROOT="$demo_root" bash scripts/quickstart.sh
+rm -rf "$demo_root"
 
 step "no mount left behind under the build tree"
 if grep -q " $(pwd)/" /proc/self/mountinfo; then
