@@ -12,10 +12,11 @@
 //! - read-only (views, committed snapshots): one non-empty layer is bound read-only,
 //!   several are an overlay without upper (`ro`).
 //!
-//! Overlay options: `redirect_dir=off` and `metacopy=off`, so the upper dir only ever
-//! holds full copies, whiteouts and opaque directories (a rename of a lower directory
-//! fails with `EXDEV` and programs copy instead): a diff read from the upper dir alone is
-//! then complete without following redirects. In a user namespace (`uid_map` not the
+//! Overlay options: `redirect_dir=nofollow` and `metacopy=off`, so the upper dir only
+//! ever holds full copies, whiteouts and opaque directories (a rename of a lower
+//! directory fails with `EXDEV` and programs copy instead): a diff read from the upper dir
+//! alone is then complete without following redirects. (`nofollow` rather than `off`:
+//! the kernel turns `off` into "off, but follow", which `userxattr` refuses.) In a user namespace (`uid_map` not the
 //! identity) `userxattr` is added and [`Layout::Overlay`] says `userxattr: true`.
 //!
 //! Stacks of any depth up to the kernel's 500 lowers mount through [`mount::mount_overlay`],
@@ -35,7 +36,7 @@ use crate::drivers::{Backend, CONTENT_DIR, Layout, SnapshotDir};
 pub const WORK_DIR: &str = "work";
 
 /// Options every overlay mount of this driver carries (see the module docs).
-pub const BASE_OPTIONS: [&str; 2] = ["redirect_dir=off", "metacopy=off"];
+pub const BASE_OPTIONS: [&str; 2] = ["redirect_dir=nofollow", "metacopy=off"];
 
 /// The overlay backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
