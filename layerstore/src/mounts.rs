@@ -59,29 +59,11 @@ fn mount_one(m: &Mount, at: &Path) -> Result<()> {
             }
             Ok(())
         }
-        "overlay" => {
-            let data: Vec<&str> = m
-                .options
-                .iter()
-                .map(String::as_str)
-                .filter(|o| *o != "ro" && *o != "rw")
-                .collect();
-            let flags = if ro {
-                MountFlags::RDONLY
-            } else {
-                MountFlags::empty()
-            };
-            let data = std::ffi::CString::new(data.join(",")).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    "mount",
-                    at.display(),
-                    "NUL in options",
-                )
-            })?;
-            rmount::mount(&m.source, at, "overlay", flags, Some(data.as_c_str()))
-                .map_err(|e| Error::errno("mount overlay", at.display(), e))
-        }
+        "overlay" => crate::drivers::overlay::mount::mount_overlay(
+            m,
+            at,
+            crate::drivers::overlay::mount::MountApi::Auto,
+        ),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             "mount",

@@ -75,12 +75,7 @@ fn layer_of(rec: &Record) -> Result<Layer> {
 fn backend_for(choice: DriverChoice) -> Result<Box<dyn Backend>> {
     match choice {
         DriverChoice::Vfs => Ok(Box::new(crate::drivers::vfs::Vfs)),
-        DriverChoice::Overlay => Err(Error::new(
-            ErrorKind::Unsupported,
-            "open",
-            "overlay",
-            "the overlay backend is not wired in yet",
-        )),
+        DriverChoice::Overlay => Ok(Box::new(crate::drivers::overlay::Overlay::new())),
     }
 }
 

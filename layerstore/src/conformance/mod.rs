@@ -43,10 +43,14 @@ impl std::fmt::Debug for Fixture {
 
 /// A vfs [`crate::snapshots::Snapshots`] in a fresh temporary directory.
 pub fn vfs_fixture() -> Fixture {
+    backend_fixture(Box::new(crate::drivers::vfs::Vfs))
+}
+
+/// The shared bookkeeping over any `backend`, in a fresh temporary directory.
+pub fn backend_fixture(backend: Box<dyn crate::drivers::Backend>) -> Fixture {
     let tempdir = scratch_dir();
     let root = tempdir.path().join("store");
-    let driver = crate::snapshots::Snapshots::open(&root, Box::new(crate::drivers::vfs::Vfs))
-        .expect("open a vfs store");
+    let driver = crate::snapshots::Snapshots::open(&root, backend).expect("open a store");
     Fixture {
         driver: Box::new(driver),
         root,
