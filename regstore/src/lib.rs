@@ -94,3 +94,6 @@ pub mod conformance;
 
 pub use error::{ErrorCode, error_code};
 pub use key::Key;
+pub use manifests::{Manifest, MediaType};
+pub use registry::{Descriptor, Registry};
+pub use uploads::{Upload, UploadStatus};

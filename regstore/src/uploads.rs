@@ -1,1 +1,528 @@
+//! Resumable blob uploads, stored as registry:2 stores them.
+//!
+//! An upload is a directory `_uploads/<id>` holding `startedat` (RFC 3339), `data` (the
+//! bytes so far, appended in place) and `hashstates/sha256/<offset>` (Go's marshalled
+//! sha256 state after `offset` bytes, saved at least every [`CHECKPOINT`] bytes and at
+//! the end of every chunk). A chunk must start at the current size. Another process can
+//! resume the upload: it loads the newest state at or below the current size and
+//! re-hashes only the bytes after it. Commit checks the digest; on a mismatch nothing is
+//! kept. The data is moved to the blob store (skipped when the blob is already there),
+//! then linked into the repository.
 
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cargohold_core::{Algorithm, Digest, Error, ErrorKind, Hasher, Result};
+
+use crate::error::{ErrorCode, coded, recode};
+use crate::hashstate::ResumableSha256;
+use crate::names::check_repository;
+use crate::registry::{Descriptor, OCTET_STREAM, Registry};
+use crate::{FileWriter, Key, layout};
+
+/// Hash state is saved at least this often while a chunk is written.
+pub const CHECKPOINT: u64 = 16 << 20;
+const BUF: usize = 4 << 20;
+
+/// An upload in progress.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    reg: Registry,
+    repo: String,
+    id: String,
+}
+
+/// What [`Upload::status`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The upload's id.
+    pub id: String,
+    /// Bytes received so far: the offset the next chunk must start at.
+    pub offset: u64,
+    /// When the upload started.
+    pub started_at: SystemTime,
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the kernel's random source is available");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn check_id(id: &str) -> Result<()> {
+    let ok =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if !ok {
+        return Err(coded(
+            ErrorCode::BlobUploadUnknown,
+            ErrorKind::NotFound,
+            "upload",
+            id,
+            "not an upload id",
+        ));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Start an upload into `repo`.
+    pub fn start_upload(&self, repo: &str) -> Result<Upload> {
+        check_repository(repo)?;
+        let id = new_id();
+        self.driver.put_content(
+            &layout::upload_started(repo, &id),
+            rfc3339(SystemTime::now()).as_bytes(),
+        )?;
+        self.driver
+            .writer(&layout::upload_data(repo, &id), false)?
+            .commit()?;
+        Ok(Upload {
+            reg: self.clone(),
+            repo: repo.to_owned(),
+            id,
+        })
+    }
+
+    /// An existing upload (possibly started by another process or by registry:2).
+    pub fn resume_upload(&self, repo: &str, id: &str) -> Result<Upload> {
+        check_repository(repo)?;
+        check_id(id)?;
+        let up = Upload {
+            reg: self.clone(),
+            repo: repo.to_owned(),
+            id: id.to_owned(),
+        };
+        up.status()?;
+        Ok(up)
+    }
+
+    /// Cancel every upload of every repository that started more than `age` ago;
+    /// returns `(repository, id)` of each one removed.
+    pub fn purge_uploads(&self, age: Duration) -> Result<Vec<(String, String)>> {
+        let mut repos = Vec::new();
+        self.find_repositories(&layout::repositories(), "", &mut repos)?;
+        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+        let mut gone = Vec::new();
+        for repo in repos {
+            let ids = match self.driver.list(&layout::uploads(&repo)) {
+                Ok(ids) => ids,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for dir in ids {
+                let id = dir.file_name().to_owned();
+                let started = self
+                    .driver
+                    .get_content(&layout::upload_started(&repo, &id))
+                    .ok()
+                    .and_then(|b| parse_rfc3339(std::str::from_utf8(&b).ok()?))
+                    .or_else(|| self.driver.stat(&dir).ok()?.modified)
+                    .unwrap_or(UNIX_EPOCH);
+                if started < cutoff {
+                    self.driver.delete(&dir)?;
+                    gone.push((repo.clone(), id));
+                }
+            }
+        }
+        Ok(gone)
+    }
+}
+
+impl Upload {
+    /// The upload's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn unknown(&self) -> Error {
+        coded(
+            ErrorCode::BlobUploadUnknown,
+            ErrorKind::NotFound,
+            "upload",
+            &self.id,
+            "upload unknown",
+        )
+    }
+
+    /// The offset the next chunk must start at, and when the upload started.
+    pub fn status(&self) -> Result<UploadStatus> {
+        let started = self
+            .reg
+            .driver
+            .get_content(&layout::upload_started(&self.repo, &self.id))
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    self.unknown()
+                } else {
+                    e
+                }
+            })?;
+        let started_at = std::str::from_utf8(&started)
+            .ok()
+            .and_then(parse_rfc3339)
+            .unwrap_or(UNIX_EPOCH);
+        let offset = match self
+            .reg
+            .driver
+            .stat(&layout::upload_data(&self.repo, &self.id))
+        {
+            Ok(i) => i.size,
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(UploadStatus {
+            id: self.id.clone(),
+            offset,
+            started_at,
+        })
+    }
+
+    /// The hash of the first `size` bytes: the newest saved state at or below `size`,
+    /// then the bytes after it re-hashed from the data. Returns the state and how many
+    /// bytes had to be re-hashed.
+    pub fn hash_state(&self, size: u64) -> Result<(ResumableSha256, u64)> {
+        let dir = layout::upload_hashstates(&self.repo, &self.id);
+        let mut offsets: Vec<u64> = match self.reg.driver.list(&dir) {
+            Ok(keys) => keys
+                .iter()
+                .filter_map(|k| k.file_name().parse().ok())
+                .filter(|&o| o <= size)
+                .collect(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        offsets.sort_unstable();
+        let mut h = ResumableSha256::new();
+        while let Some(off) = offsets.pop() {
+            let key = dir.join(&off.to_string())?;
+            match self
+                .reg
+                .driver
+                .get_content(&key)
+                .and_then(|b| ResumableSha256::unmarshal(&b))
+            {
+                Ok(s) if s.len() == off => {
+                    h = s;
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        let from = h.len();
+        if from < size {
+            let mut r = self
+                .reg
+                .driver
+                .reader(&layout::upload_data(&self.repo, &self.id), from)?
+                .take(size - from);
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = r
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("rehash", &self.id, e))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            if h.len() != size {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    "rehash",
+                    &self.id,
+                    "upload data shorter than its size",
+                ));
+            }
+        }
+        Ok((h, size - from))
+    }
+
+    fn save_state(&self, h: &ResumableSha256) -> Result<()> {
+        let key = layout::upload_hashstates(&self.repo, &self.id).join(&h.len().to_string())?;
+        self.reg.driver.put_content(&key, &h.marshal())
+    }
+
+    /// Append a chunk that must start at `offset`, the current size (else `Conflict`,
+    /// `BLOB_UPLOAD_INVALID`). Returns the new size. Reading, hashing and writing
+    /// overlap: a second thread writes while this one hashes.
+    pub fn append(&self, offset: u64, mut chunk: impl Read) -> Result<u64> {
+        let size = self.status()?.offset;
+        if offset != size {
+            return Err(coded(
+                ErrorCode::BlobUploadInvalid,
+                ErrorKind::Conflict,
+                "append",
+                &self.id,
+                format!("chunk starts at {offset}, upload is at {size}"),
+            ));
+        }
+        let (mut h, _) = self.hash_state(size)?;
+        let writer = self
+            .reg
+            .driver
+            .writer(&layout::upload_data(&self.repo, &self.id), true)?;
+        if writer.size() != size {
+            return Err(coded(
+                ErrorCode::BlobUploadInvalid,
+                ErrorKind::Conflict,
+                "append",
+                &self.id,
+                "upload changed meanwhile",
+            ));
+        }
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        let id = self.id.clone();
+        let thread = std::thread::spawn(move || -> Result<Box<dyn FileWriter>> {
+            let mut w = writer;
+            for buf in rx {
+                w.write_all(&buf).map_err(|e| Error::io("write", &id, e))?;
+                let _ = back_tx.send(buf);
+            }
+            Ok(w)
+        });
+        let mut next_checkpoint = (size / CHECKPOINT + 1) * CHECKPOINT;
+        let mut read_err = None;
+        loop {
+            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
+            buf.resize(BUF, 0);
+            let want = ((next_checkpoint - h.len()) as usize).min(BUF);
+            let n = match read_full(&mut chunk, &mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) => {
+                    read_err = Some(e);
+                    break;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            h.update(&buf);
+            if tx.send(buf).is_err() {
+                break;
+            }
+            if h.len() == next_checkpoint {
+                self.save_state(&h)?;
+                next_checkpoint += CHECKPOINT;
+            }
+        }
+        drop(tx);
+        let writer = thread.join().map_err(|_| {
+            Error::new(ErrorKind::Io, "append", &self.id, "writer thread panicked")
+        })??;
+        let written = writer.size();
+        writer.commit()?;
+        if let Some(e) = read_err {
+            return Err(Error::io("read chunk", &self.id, e));
+        }
+        if written != h.len() {
+            return Err(Error::new(ErrorKind::Io, "append", &self.id, "short write"));
+        }
+        self.save_state(&h)?;
+        Ok(written)
+    }
+
+    /// Finish the upload as blob `expected` (and `size`, when given). A mismatch is
+    /// `DigestMismatch` (`DIGEST_INVALID`) or `InvalidArgument` (`SIZE_INVALID`), and the
+    /// upload is removed: nothing is kept.
+    pub fn commit(&self, expected: &Digest, size: Option<u64>) -> Result<Descriptor> {
+        let got = self.status()?.offset;
+        let actual = match expected.algorithm() {
+            Algorithm::Sha256 => self.hash_state(got)?.0.digest(),
+            alg => {
+                let mut h = Hasher::new(alg);
+                let mut r = self
+                    .reg
+                    .driver
+                    .reader(&layout::upload_data(&self.repo, &self.id), 0)?;
+                let mut buf = vec![0u8; BUF];
+                loop {
+                    let n = r
+                        .read(&mut buf)
+                        .map_err(|e| Error::io("hash", &self.id, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+                h.finish()
+            }
+        };
+        if let Some(want) = size
+            && want != got
+        {
+            self.cancel()?;
+            return Err(coded(
+                ErrorCode::SizeInvalid,
+                ErrorKind::InvalidArgument,
+                "commit",
+                expected,
+                format!("size {got}, expected {want}"),
+            ));
+        }
+        if &actual != expected {
+            self.cancel()?;
+            return Err(coded(
+                ErrorCode::DigestInvalid,
+                ErrorKind::DigestMismatch,
+                "commit",
+                expected,
+                format!("content is {actual}"),
+            ));
+        }
+        let data: Key = layout::upload_data(&self.repo, &self.id);
+        if !self.reg.global_blob_exists(expected)? {
+            self.reg
+                .driver
+                .rename(&data, &layout::blob_data(expected))?;
+        }
+        self.reg
+            .write_link(&layout::layer_link(&self.repo, expected), expected)?;
+        self.cancel()?;
+        Ok(Descriptor {
+            media_type: OCTET_STREAM.into(),
+            digest: expected.clone(),
+            size: got,
+            artifact_type: None,
+            annotations: None,
+        })
+    }
+
+    /// Abandon the upload and remove everything it stored.
+    pub fn cancel(&self) -> Result<()> {
+        self.reg
+            .driver
+            .delete(&layout::upload(&self.repo, &self.id))
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    recode(e, ErrorCode::BlobUploadUnknown)
+                } else {
+                    e
+                }
+            })
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// `t` as RFC 3339 in UTC with seconds (as registry:2 writes `startedat`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
+                + o.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let s = rfc3339(t);
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T01:00:00.123456789+01:00"),
+            Some(UNIX_EPOCH + Duration::from_secs(951_782_400))
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn ids_look_like_uuids() {
+        let id = new_id();
+        assert_eq!(id.len(), 36);
+        check_id(&id).unwrap();
+        assert!(check_id("../x").is_err());
+    }
+}
