@@ -16,6 +16,7 @@ use cargohold_core::{
 };
 
 use crate::drivers::Layout;
+use cargohold_core::root::FileType;
 
 /// What applying a layer tar found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +146,16 @@ fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
         {
             remove_any(&full)?;
         }
+        let special = match entry.header().entry_type() {
+            tar::EntryType::Char => Some(FileType::CharacterDevice),
+            tar::EntryType::Block => Some(FileType::BlockDevice),
+            tar::EntryType::Fifo => Some(FileType::Fifo),
+            _ => None,
+        };
+        if let Some(kind) = special {
+            make_node(&entry, &full, kind)?;
+            continue;
+        }
         entry
             .unpack_in(dst)
             .map_err(|e| err("apply", path.display(), e))?;
@@ -163,6 +174,51 @@ fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Device nodes and fifos, which the `tar` crate does not create.
+fn make_node<R: Read>(entry: &tar::Entry<'_, R>, full: &Path, kind: FileType) -> Result<()> {
+    let h = entry.header();
+    let bad = |e: io::Error| err("apply", full.display(), e);
+    let mode = h.mode().map_err(bad)? & 0o7777;
+    let major = h.device_major().map_err(bad)?.unwrap_or(0);
+    let minor = h.device_minor().map_err(bad)?.unwrap_or(0);
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent).map_err(bad)?;
+    }
+    let errno = |op: &'static str| move |e| Error::errno(op, full.display(), e);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        full,
+        kind,
+        rustix::fs::Mode::from_raw_mode(mode),
+        rustix::fs::makedev(major, minor),
+    )
+    .map_err(errno("mknod"))?;
+    let (uid, gid) = (h.uid().map_err(bad)?, h.gid().map_err(bad)?);
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        full,
+        Some(rustix::fs::Uid::from_raw(uid as u32)),
+        Some(rustix::fs::Gid::from_raw(gid as u32)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(errno("chown"))?;
+    rustix::fs::chmodat(
+        rustix::fs::CWD,
+        full,
+        rustix::fs::Mode::from_raw_mode(mode),
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(errno("chmod"))?;
+    let t = filetime_secs(h.mtime().unwrap_or(0));
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        full,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(errno("utimes"))
 }
 
 fn filetime_secs(secs: u64) -> rustix::fs::Timestamps {

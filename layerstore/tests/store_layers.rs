@@ -272,3 +272,51 @@ fn hostile_entries_are_refused_and_leave_nothing() {
     assert!(s.layers().unwrap().is_empty());
     assert!(s.snapshots().leftovers().unwrap().is_empty());
 }
+
+#[test]
+fn device_nodes_and_fifos_are_created_as_such() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "creating device nodes needs root"
+    );
+    let (_t, s) = store();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, major, minor) in [
+        ("null", tar::EntryType::Char, 1, 3),
+        ("loop", tar::EntryType::Block, 7, 200),
+        ("pipe", tar::EntryType::Fifo, 0, 0),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o640);
+        h.set_uid(12);
+        h.set_gid(34);
+        h.set_mtime(1_700_000_000);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let l = s
+        .apply_layer(&mut Cursor::new(&tar), None, &ApplyOptions::default())
+        .unwrap();
+    let dir = s.layer_dir(&l.chain_id).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let null = std::fs::symlink_metadata(dir.join("null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+    assert_eq!(
+        (null.mode() & 0o7777, null.uid(), null.gid()),
+        (0o640, 12, 34)
+    );
+    let lp = std::fs::symlink_metadata(dir.join("loop")).unwrap();
+    assert!(lp.file_type().is_block_device());
+    assert_eq!(lp.rdev(), rustix::fs::makedev(7, 200));
+    assert!(
+        std::fs::symlink_metadata(dir.join("pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
