@@ -64,6 +64,12 @@ fn assert_no_mounts_below(dir: &Path) {
 }
 
 fn check_stack(api: MountApi, n: usize, writable: bool) {
+    check_stack_shown(api, n, writable, None);
+}
+
+/// Like [`check_stack`], and the kernel shows the lowers starting with `shown` (the names
+/// the mount was given).
+fn check_stack_shown(api: MountApi, n: usize, writable: bool, shown: Option<&str>) {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     let base = long_base(tmp.path());
@@ -84,6 +90,15 @@ fn check_stack(api: MountApi, n: usize, writable: bool) {
         "the process cwd moved"
     );
     let seen = std::panic::catch_unwind(|| {
+        if let Some(shown) = shown {
+            let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let at = at.to_str().unwrap();
+            let line = info
+                .lines()
+                .find(|l| l.split(' ').nth(4) == Some(at))
+                .expect("the mount in mountinfo");
+            assert!(line.contains(&format!("lowerdir={shown}")), "{line}");
+        }
         // Nearest lower wins; the deepest one is still reachable.
         assert_eq!(fs::read_to_string(at.join("shared")).unwrap(), "0");
         assert_eq!(
@@ -126,7 +141,17 @@ fn legacy_mount_reaches_500_lowers_through_short_names() {
 
 #[test]
 fn legacy_mount_uses_plain_paths_when_they_fit() {
-    check_stack(MountApi::Legacy, 3, true);
+    check_stack_shown(MountApi::Legacy, 3, true, Some("/"));
+}
+
+#[test]
+fn legacy_mount_uses_names_relative_to_the_common_dir_when_they_fit() {
+    check_stack_shown(MountApi::Legacy, 120, true, Some("snapshots/"));
+}
+
+#[test]
+fn legacy_mount_uses_numbered_links_past_that() {
+    check_stack_shown(MountApi::Legacy, MAX_LOWERS, false, Some("0:1:2:"));
 }
 
 #[test]

@@ -6,15 +6,16 @@
 //!   `fsmount`, `move_mount`): every lower is its own string, so a stack reaches the
 //!   kernel's limit of 500 lowers whatever the store path's length. Needs Linux 6.8+.
 //! - **`mount(2)`** with one option string, which the kernel cuts at one page (4,095
-//!   bytes plus NUL). When the absolute paths fit (and hold no `,` `:` or `\`), they are
-//!   passed as they are. Otherwise the mount uses short names: a private temporary
-//!   directory gets symlinks `0`, `1`, … to the lowers and `u`, `w` to the upper and work
-//!   dirs, and a helper thread that has its own filesystem context (`unshare(CLONE_FS)`,
-//!   so the process's other threads keep their working directory) `fchdir`s into it and
-//!   mounts with those relative names. Overlay resolves the names at mount time and holds
-//!   the directories by reference, so the links are removed right after. The longest
-//!   string then is `lowerdir=0:1:…:499,upperdir=u,workdir=w` plus the options: the
-//!   fallback also reaches 500 lowers.
+//!   bytes plus NUL), in up to three steps: the absolute paths when they fit (and hold no
+//!   `,` `:` or `\`); else the paths relative to their deepest common directory (for a
+//!   store that is `snapshots/`, so a lower is `<16 hex>/fs`, 20 bytes: about 200 lowers,
+//!   and no file is made); else numbered symlinks `0`, `1`, … to the lowers and `u`, `w`
+//!   to the upper and work dirs in a private temporary directory (removed right after:
+//!   overlay resolves the names at mount time and holds the directories by reference),
+//!   so the longest string is `lowerdir=0:1:…:499,upperdir=u,workdir=w` plus options and
+//!   the fallback, too, reaches 500 lowers. Relative names need a working directory: a
+//!   helper thread with its own filesystem context (`unshare(CLONE_FS)`) `fchdir`s there
+//!   and mounts, so no other thread of the process ever sees its working directory move.
 //!
 //! [`MountApi::Auto`] takes the new API and falls back to `mount(2)` only when the kernel
 //! lacks it (`ENOSYS` from `fsopen`, or `lowerdir+` unknown).
@@ -239,10 +240,57 @@ fn mount_legacy(spec: &Spec<'_>, target: &Path) -> Result<()> {
     mount_short(spec, target)
 }
 
-/// `mount(2)` with short relative names (see the module docs).
+/// The deepest directory holding all of `paths` (absolute, normalised by the caller).
+fn common_ancestor<'p>(paths: impl Iterator<Item = &'p Path>) -> Option<PathBuf> {
+    let mut common: Option<PathBuf> = None;
+    for p in paths {
+        let p = p.parent()?;
+        common = Some(match common {
+            None => p.to_path_buf(),
+            Some(c) => c
+                .components()
+                .zip(p.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    common.filter(|c| c.is_absolute())
+}
+
+/// `mount(2)` with short relative names (see the module docs): first the paths relative
+/// to their deepest common directory (`<id>/fs` for a store's snapshots, no file made),
+/// and when even those do not fit, numbered symlinks in a private temporary directory.
 fn mount_short(spec: &Spec<'_>, target: &Path) -> Result<()> {
     let target =
         std::path::absolute(target).map_err(|e| Error::io("mount overlay", target.display(), e))?;
+    let all = || {
+        spec.lowers
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(spec.upper.map(Path::new))
+            .chain(spec.work.map(Path::new))
+    };
+    if let Some(base) = common_ancestor(all()) {
+        let rel = |p: &Path| p.strip_prefix(&base).map(Path::to_path_buf).ok();
+        let lowers: Option<Vec<PathBuf>> = spec.lowers.iter().map(|l| rel(l)).collect();
+        if let Some(lowers) = lowers {
+            let u = spec.upper.and_then(|u| rel(Path::new(u)));
+            let w = spec.work.and_then(|w| rel(Path::new(w)));
+            let u = u.as_deref().map(Path::to_string_lossy).unwrap_or_default();
+            let w = w.as_deref().map(Path::to_string_lossy).unwrap_or_default();
+            let data = options(spec, &lowers, &u, &w);
+            let bad = |b: &[u8]| b.iter().any(|c| matches!(c, b',' | b':' | b'\\'));
+            let fits = data.len() <= MAX_OPTIONS
+                && !lowers.iter().any(|l| bad(l.as_os_str().as_bytes()))
+                && !bad(u.as_bytes())
+                && !bad(w.as_bytes());
+            if fits && !base.as_os_str().is_empty() {
+                let dir = Dir::open_path(&base)?;
+                return mount_in(&dir, &target, cstring(&target, data)?, flags(spec));
+            }
+        }
+    }
     let tmp_parent = Dir::open_path(std::env::temp_dir())?;
     let links = TempDir::new(&tmp_parent, 0o700)?;
     let names: Vec<String> = (0..spec.lowers.len()).map(|i| i.to_string()).collect();
@@ -260,13 +308,15 @@ fn mount_short(spec: &Spec<'_>, target: &Path) -> Result<()> {
             format!("{} bytes of options even with short names", data.len()),
         ));
     }
-    let data = cstring(&target, data)?;
-    let flags = flags(spec);
-    let dir = links.dir();
+    mount_in(links.dir(), &target, cstring(&target, data)?, flags(spec))
+}
+
+/// `mount(2)` with option names relative to `dir`, from a helper thread whose working
+/// directory is its own (`unshare(CLONE_FS)`); the process's other threads keep theirs,
+/// and the thread ends right after, taking its filesystem context with it.
+fn mount_in(dir: &Dir, target: &Path, data: CString, flags: MountFlags) -> Result<()> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            // This thread's cwd becomes its own; the others' stays where it was. The
-            // thread ends right after, taking its filesystem context with it.
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| {
                 Error::errno(
                     "unshare CLONE_FS",
@@ -275,7 +325,7 @@ fn mount_short(spec: &Spec<'_>, target: &Path) -> Result<()> {
                 )
             })?;
             rustix::process::fchdir(dir).map_err(|e| Error::errno("fchdir", "mount overlay", e))?;
-            rmount::mount("overlay", &target, "overlay", flags, Some(&*data))
+            rmount::mount("overlay", target, "overlay", flags, Some(&*data))
                 .map_err(|e| Error::errno("mount overlay", target.display(), e))
         })
         .join()
