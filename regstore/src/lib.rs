@@ -86,6 +86,7 @@ pub mod key;
 pub mod layout;
 pub mod manifests;
 pub mod names;
+pub mod oci_layout;
 pub mod registry;
 pub mod uploads;
 
