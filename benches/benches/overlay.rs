@@ -96,6 +96,16 @@ fn lifecycle(c: &mut Criterion) {
             rustix::mount::unmount(&mnt, UnmountFlags::empty()).unwrap();
         })
     });
+    g.bench_function(
+        "driver mount: mounts()+mount_overlay+umount2 of the same dirs",
+        |b| {
+            b.iter(|| {
+                let spec = store.mounts("raw").unwrap();
+                mount_overlay(&spec[0], &mnt, MountApi::Auto).unwrap();
+                rustix::mount::unmount(&mnt, UnmountFlags::empty()).unwrap();
+            })
+        },
+    );
     g.bench_function("commit of a one-file change", |b| {
         let mut n = 0u64;
         b.iter(|| {
