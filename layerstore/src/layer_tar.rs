@@ -156,9 +156,27 @@ fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
             make_node(&entry, &full, kind)?;
             continue;
         }
+        let xattrs = pax_xattrs(&mut entry)?;
         entry
             .unpack_in(dst)
             .map_err(|e| err("apply", path.display(), e))?;
+        let errno = |op: &'static str, e| Error::errno(op, full.display(), e);
+        for (key, value) in &xattrs {
+            rustix::fs::lsetxattr(&full, key.as_str(), value, rustix::fs::XattrFlags::empty())
+                .map_err(|e| errno("setxattr", e))?;
+        }
+        let mtime = entry.header().mtime().unwrap_or(0);
+        if !is_dir && mtime == 0 {
+            // The tar crate turns an mtime of 0 into 1; keep the layer's.
+            let t = filetime_secs(0);
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &full,
+                &t,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| errno("utimes", e))?;
+        }
         if is_dir {
             dirs.push((full, entry.header().mtime().unwrap_or(0)));
         }
@@ -174,6 +192,23 @@ fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `SCHILY.xattr.*` PAX records of an entry (the `tar` crate applies them only with
+/// a feature this workspace does not enable).
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(|e| err("apply", "pax", e))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| err("apply", "pax", e))?;
+            if let Ok(key) = ext.key()
+                && let Some(name) = key.strip_prefix("SCHILY.xattr.")
+            {
+                out.push((name.to_owned(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Device nodes and fifos, which the `tar` crate does not create.

@@ -320,3 +320,29 @@ fn device_nodes_and_fifos_are_created_as_such() {
             .is_fifo()
     );
 }
+
+#[test]
+fn pax_xattrs_and_a_zero_mtime_are_kept() {
+    let (_t, s) = store();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "f", &b"hi"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let l = s
+        .apply_layer(&mut Cursor::new(&tar), None, &ApplyOptions::default())
+        .unwrap();
+    let f = s.layer_dir(&l.chain_id).unwrap().join("f");
+    let mut buf = [0u8; 16];
+    let n = rustix::fs::lgetxattr(&f, "user.note", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"kept");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::symlink_metadata(&f).unwrap().mtime(), 0);
+}
