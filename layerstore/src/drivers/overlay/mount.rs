@@ -10,7 +10,8 @@
 //!   `,` `:` or `\`); else the paths relative to their deepest common directory (for a
 //!   store that is `snapshots/`, so a lower is `<16 hex>/fs`, 20 bytes: about 200 lowers,
 //!   and no file is made); else numbered symlinks `0`, `1`, … to the lowers and `u`, `w`
-//!   to the upper and work dirs in a private temporary directory (removed right after:
+//!   to the upper and work dirs in a private temporary directory in that common directory
+//!   (a `.tmp-` name the store's clean-up removes if we die; removed right after:
 //!   overlay resolves the names at mount time and holds the directories by reference),
 //!   so the longest string is `lowerdir=0:1:…:499,upperdir=u,workdir=w` plus options and
 //!   the fallback, too, reaches 500 lowers. Relative names need a working directory: a
@@ -291,8 +292,7 @@ fn mount_short(spec: &Spec<'_>, target: &Path) -> Result<()> {
             }
         }
     }
-    let tmp_parent = Dir::open_path(std::env::temp_dir())?;
-    let links = TempDir::new(&tmp_parent, 0o700)?;
+    let links = link_dir(common_ancestor(all()))?;
     let names: Vec<String> = (0..spec.lowers.len()).map(|i| i.to_string()).collect();
     for (name, l) in names.iter().zip(spec.lowers) {
         links.dir().symlink(l, OsStr::new(name))?;
@@ -309,6 +309,18 @@ fn mount_short(spec: &Spec<'_>, target: &Path) -> Result<()> {
         ));
     }
     mount_in(links.dir(), &target, cstring(&target, data)?, flags(spec))
+}
+
+/// A private temporary directory for the links: in the lowers' common directory when
+/// writable (for a store, `snapshots/`, whose clean-up removes it if we die; on the
+/// store's filesystem, not on whatever holds `/tmp`), else in the temporary directory.
+fn link_dir(common: Option<PathBuf>) -> Result<TempDir> {
+    if let Some(base) = common {
+        if let Ok(t) = Dir::open_path(&base).and_then(|d| TempDir::new(&d, 0o700)) {
+            return Ok(t);
+        }
+    }
+    TempDir::new(&Dir::open_path(std::env::temp_dir())?, 0o700)
 }
 
 /// `mount(2)` with option names relative to `dir`, from a helper thread whose working
