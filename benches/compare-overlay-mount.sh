@@ -44,12 +44,15 @@ median() { # group bench -> median in ms
 }
 life=$(median "overlay container" "prepare+mount+unmount+remove on 3 layers")
 raw=$(median "overlay container" "raw mount(2)+umount2(2) of the same dirs")
+drv=$(median "overlay container" "driver mount: mounts()+mount_overlay+umount2 of the same dirs")
 commit=$(median "overlay container" "commit of a one-file change")
 deep_new=$(median "overlay 500 layers" "mount+unmount, new mount API")
 deep_old=$(median "overlay 500 layers" "mount+unmount, mount(2) short names")
 printf 'prepare+mount+unmount+remove  %8.3f ms\n' "$life"
 printf 'raw mount(2)+umount2(2)       %8.3f ms   ratio %.2fx (target <= 2x, <= 5 ms)\n' \
     "$raw" "$(echo "$life / $raw" | bc -l)"
+printf 'driver mount (spec + new API)  %7.3f ms   ratio %.2fx\n' \
+    "$drv" "$(echo "$drv / $raw" | bc -l)"
 printf 'commit of a one-file change   %8.3f ms\n' "$commit"
 printf '500 layers, new mount API     %8.3f ms\n' "$deep_new"
 printf '500 layers, mount(2) fallback %8.3f ms\n' "$deep_old"
