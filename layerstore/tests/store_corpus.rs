@@ -19,7 +19,7 @@ fn corpus() -> Option<PathBuf> {
 fn listing(root: &Path) -> Vec<String> {
     let out = Command::new("find")
         .arg(".")
-        .args(["-printf", "%p %y %m %U:%G %s %l\\n"])
+        .args(["-printf", "%p %y %m %U:%G %s %l %T@\\n"])
         .current_dir(root)
         .output()
         .expect("find is required");
@@ -36,6 +36,18 @@ fn listing(root: &Path) -> Vec<String> {
             }
         })
         .collect();
+    // Extended attributes (capabilities and the like), one line per file.
+    let x = Command::new("getfattr")
+        .args(["-R", "-d", "-h", "-m", "-", "--absolute-names", "."])
+        .current_dir(root)
+        .output()
+        .expect("getfattr is required");
+    let text = String::from_utf8_lossy(&x.stdout);
+    v.extend(
+        text.split("\n\n")
+            .filter(|b| !b.trim().is_empty())
+            .map(|b| b.trim().replace('\n', " | ")),
+    );
     v.sort();
     v
 }
