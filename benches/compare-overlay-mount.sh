@@ -44,7 +44,7 @@ median() { # group bench -> median in ms
 }
 life=$(median "overlay container" "prepare+mount+unmount+remove on 3 layers")
 raw=$(median "overlay container" "raw mount(2)+umount2(2) of the same dirs")
-drv=$(median "overlay container" "driver mount: mounts()+mount_overlay+umount2 of the same dirs")
+drv=$(median "overlay container" "driver mount, mounts()+mount_overlay+umount2 of the same dirs")
 commit=$(median "overlay container" "commit of a one-file change")
 deep_new=$(median "overlay 500 layers" "mount+unmount, new mount API")
 deep_old=$(median "overlay 500 layers" "mount+unmount, mount(2) short names")

@@ -97,7 +97,7 @@ fn lifecycle(c: &mut Criterion) {
         })
     });
     g.bench_function(
-        "driver mount: mounts()+mount_overlay+umount2 of the same dirs",
+        "driver mount, mounts()+mount_overlay+umount2 of the same dirs",
         |b| {
             b.iter(|| {
                 let spec = store.mounts("raw").unwrap();
