@@ -24,6 +24,7 @@ use crate::{FileWriter, Key, layout};
 /// Hash state is saved at least this often while a chunk is written.
 pub const CHECKPOINT: u64 = 16 << 20;
 const BUF: usize = 4 << 20;
+const POOL: usize = 3;
 
 /// An upload in progress.
 #[derive(Debug, Clone)]
@@ -248,6 +249,13 @@ impl Upload {
         Ok((h, size - from))
     }
 
+    /// The sha256 digest of the bytes received so far (re-hashing at most one
+    /// checkpoint interval), e.g. for a client that learns the digest while streaming.
+    pub fn digest(&self) -> Result<Digest> {
+        let size = self.status()?.offset;
+        Ok(self.hash_state(size)?.0.digest())
+    }
+
     fn save_state(&self, h: &ResumableSha256) -> Result<()> {
         let key = layout::upload_hashstates(&self.repo, &self.id).join(&h.len().to_string())?;
         self.reg.driver.put_content(&key, &h.marshal())
@@ -281,22 +289,26 @@ impl Upload {
                 "upload changed meanwhile",
             ));
         }
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
+        // Three buffers circulate: one being read and hashed here, two being written.
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..POOL {
+            back_tx.send(vec![0u8; BUF]).expect("the receiver is alive");
+        }
         let id = self.id.clone();
         let thread = std::thread::spawn(move || -> Result<Box<dyn FileWriter>> {
             let mut w = writer;
-            for buf in rx {
-                w.write_all(&buf).map_err(|e| Error::io("write", &id, e))?;
+            for (buf, n) in rx {
+                w.write_all(&buf[..n])
+                    .map_err(|e| Error::io("write", &id, e))?;
                 let _ = back_tx.send(buf);
             }
             Ok(w)
         });
         let mut next_checkpoint = (size / CHECKPOINT + 1) * CHECKPOINT;
         let mut read_err = None;
-        loop {
-            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
-            buf.resize(BUF, 0);
+        // When the writer thread fails, its buffers stop coming back: stop and join it.
+        while let Ok(mut buf) = back_rx.recv() {
             let want = ((next_checkpoint - h.len()) as usize).min(BUF);
             let n = match read_full(&mut chunk, &mut buf[..want]) {
                 Ok(n) => n,
@@ -308,9 +320,8 @@ impl Upload {
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
-            h.update(&buf);
-            if tx.send(buf).is_err() {
+            h.update(&buf[..n]);
+            if tx.send((buf, n)).is_err() {
                 break;
             }
             if h.len() == next_checkpoint {
