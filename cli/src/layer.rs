@@ -9,6 +9,9 @@ use layerstore::{ApplyOptions, Driver, DriverChoice, Kind, Labels, LayerStore};
 
 use crate::{Ctx, output, stores};
 
+/// Label that records which image a container was created from.
+pub const IMAGE_LABEL: &str = "org.cargohold.image";
+
 /// `cargohold layer ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum LayerCmd {
@@ -51,7 +54,10 @@ pub enum ContainerCmd {
     Create {
         /// Container name.
         name: String,
-        /// Top layer (chain ID) it goes on; empty when not given.
+        /// Image (NAME:TAG in the registry store); its layers are unpacked first.
+        #[arg(long, conflicts_with = "layer")]
+        image: Option<String>,
+        /// Top layer (chain ID) instead of an image; empty when neither is given.
         #[arg(long)]
         layer: Option<String>,
     },
@@ -70,10 +76,13 @@ pub enum ContainerCmd {
         /// Container name.
         name: String,
     },
-    /// Commit the container into a new layer and print its chain ID.
+    /// Commit the container into a new layer (and, with NAME:TAG, a new image in the
+    /// registry store); prints the layer's chain ID.
     Commit {
         /// Container name.
         name: String,
+        /// Image to store the result as.
+        image: Option<String>,
     },
     /// List containers.
     Ls,
@@ -89,12 +98,13 @@ pub fn open(ctx: &Ctx) -> Result<LayerStore> {
     LayerStore::open(stores::layers_dir(ctx), driver_choice())
 }
 
-/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; otherwise overlay as root when
-/// this build's layer store offers it, vfs everywhere else.
+/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; otherwise overlay as root (kernel
+/// overlayfs), vfs for an unprivileged user.
 pub fn driver_choice() -> DriverChoice {
     match std::env::var("CARGOHOLD_DRIVER").as_deref() {
         Ok("vfs") => DriverChoice::Vfs,
         Ok("overlay") => DriverChoice::Overlay,
+        _ if rustix::process::geteuid().is_root() => DriverChoice::Overlay,
         _ => DriverChoice::Vfs,
     }
 }
@@ -215,10 +225,20 @@ pub fn write_to<T>(file: &Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> 
 pub fn container(ctx: &Ctx, cmd: ContainerCmd) -> Result<()> {
     let store = open(ctx)?;
     match cmd {
-        ContainerCmd::Create { name, layer } => {
+        ContainerCmd::Create { name, image, layer } => {
             check_container_name(&name)?;
-            let top = layer.map(|l| digest_arg("--layer", &l)).transpose()?;
-            store.prepare_container(&name, top.as_ref(), Labels::new())?;
+            let mut labels = Labels::new();
+            let top = match (image, layer) {
+                (Some(image), _) => {
+                    let reg = crate::image::open(ctx)?;
+                    let layers = crate::image::unpack_layers(&reg, &store, &image)?;
+                    labels.insert(IMAGE_LABEL.to_owned(), image);
+                    layers.last().map(|l| l.chain_id.clone())
+                }
+                (None, Some(layer)) => Some(digest_arg("--layer", &layer)?),
+                (None, None) => None,
+            };
+            store.prepare_container(&name, top.as_ref(), labels)?;
             println!("{name}");
         }
         ContainerCmd::Mount { name } => {
@@ -247,8 +267,25 @@ pub fn container(ctx: &Ctx, cmd: ContainerCmd) -> Result<()> {
                 }
             }
         }
-        ContainerCmd::Commit { name } => {
+        ContainerCmd::Commit { name, image } => {
+            if let Some(image) = &image {
+                crate::image::split_ref(image)?;
+            }
+            let info = store.stat(&name)?;
             let layer = store.commit_container(&name, Labels::new())?;
+            if let Some(image) = image {
+                let reg = crate::image::open(ctx)?;
+                let base = info.labels.get(IMAGE_LABEL).map(String::as_str);
+                let digest = crate::image::commit_image(
+                    &reg,
+                    &store,
+                    base,
+                    &layer,
+                    &image,
+                    &ctx.root.join("tmp"),
+                )?;
+                eprintln!("{image} {digest}");
+            }
             println!("{}", layer.chain_id);
         }
         ContainerCmd::Ls => {
@@ -262,7 +299,7 @@ pub fn container(ctx: &Ctx, cmd: ContainerCmd) -> Result<()> {
                 }
             })?;
             rows.sort();
-            output::table(ctx, &["NAME", "LAYER"], &rows);
+            output::table(ctx, &["NAME", "IMAGE", "LAYER"], &rows);
         }
         ContainerCmd::Rm { name } => {
             let info = store.stat(&name)?;

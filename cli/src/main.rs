@@ -12,6 +12,7 @@ use cargohold_core::{Error, ErrorKind};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod image;
 mod layer;
 mod output;
 mod stores;
@@ -39,6 +40,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Print where the stores live.
     Info,
+    /// Images in the registry store: import, export, list, inspect, remove, unpack.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+    /// The registry store: tags and catalog.
+    #[command(subcommand)]
+    Registry(image::RegistryCmd),
     /// Image layers: apply, list, inspect, remove, export.
     #[command(subcommand)]
     Layer(layer::LayerCmd),
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&ctx, args),
         Command::Info => stores::info(&ctx),
+        Command::Image(cmd) => image::image(&ctx, cmd),
+        Command::Registry(cmd) => image::registry(&ctx, cmd),
         Command::Layer(cmd) => layer::layer(&ctx, cmd),
         Command::Container(cmd) => layer::container(&ctx, cmd),
     };

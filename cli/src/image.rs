@@ -1,0 +1,384 @@
+//! `cargohold image ...` and `cargohold registry ...`: images at rest in the registry
+//! store, and the edge where they meet the layer store (unpack, commit to an image).
+//!
+//! Composing the two tiers is the CLI's job by design (tiers never depend on each
+//! other); the storage behaviour itself stays in regstore and layerstore.
+
+use std::io::{BufReader, Seek};
+use std::path::{Path, PathBuf};
+
+use cargohold_core::{Digest, Error, ErrorKind, Result};
+use layerstore::{ApplyOptions, Layer, LayerStore};
+use regstore::Registry;
+use regstore::drivers::filesystem::Filesystem;
+use regstore::oci_layout;
+use serde_json::{Value, json};
+
+use crate::{Ctx, output, stores};
+
+/// `cargohold image ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCmd {
+    /// Import an image: SRC is `oci:DIR[:TAG]` (an OCI image layout).
+    Import {
+        /// Where from.
+        src: String,
+        /// NAME:TAG to store it as (default: the directory's name and the layout's tag).
+        name: Option<String>,
+    },
+    /// Export an image to DEST, `oci:DIR[:TAG]`.
+    Export {
+        /// NAME:TAG.
+        name: String,
+        /// Where to.
+        dest: String,
+    },
+    /// List images (every tag of every repository).
+    Ls,
+    /// Show an image's manifest and config.
+    Inspect {
+        /// NAME:TAG.
+        name: String,
+    },
+    /// Remove a tag.
+    Rm {
+        /// NAME:TAG.
+        name: String,
+    },
+    /// Apply an image's layers into the layer store and print their chain IDs.
+    Unpack {
+        /// NAME:TAG.
+        name: String,
+    },
+}
+
+/// `cargohold registry ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum RegistryCmd {
+    /// List a repository's tags.
+    Tags {
+        /// Repository name.
+        repo: String,
+    },
+    /// List repositories.
+    Catalog,
+}
+
+/// Open the registry store (registry:2's layout under ROOT/registry).
+pub fn open(ctx: &Ctx) -> Result<Registry> {
+    Ok(Registry::open(Filesystem::new(stores::registry_dir(ctx))?))
+}
+
+/// Split `NAME:TAG` (the tag defaults to `latest`; a `:` inside a host:port is kept).
+pub fn split_ref(s: &str) -> Result<(String, String)> {
+    let (name, tag) = match s.rfind(':') {
+        Some(i) if !s[i + 1..].contains('/') => (&s[..i], &s[i + 1..]),
+        _ => (s, "latest"),
+    };
+    regstore::names::check_repository(name)
+        .map_err(|e| Error::new(e.kind(), "usage", s, e.detail().to_owned()))?;
+    regstore::names::check_tag(tag)
+        .map_err(|e| Error::new(e.kind(), "usage", s, e.detail().to_owned()))?;
+    Ok((name.to_owned(), tag.to_owned()))
+}
+
+/// `oci:DIR[:TAG]` → (DIR, TAG).
+fn parse_oci(s: &str) -> Result<(PathBuf, Option<String>)> {
+    let rest = s.strip_prefix("oci:").ok_or_else(|| {
+        let why = if s.starts_with("docker-archive:") {
+            "docker-archive is not supported yet; use oci:DIR[:TAG]"
+        } else {
+            "expected oci:DIR[:TAG]"
+        };
+        Error::new(ErrorKind::InvalidArgument, "usage", s, why)
+    })?;
+    match rest.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') => Ok((PathBuf::from(dir), Some(tag.to_owned()))),
+        _ => Ok((PathBuf::from(rest), None)),
+    }
+}
+
+fn progress_printer() -> impl FnMut(&Digest, u64) {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    move |d: &Digest, size: u64| {
+        if tty {
+            eprintln!("  {} {} bytes", &d.to_string()[..19], size);
+        }
+    }
+}
+
+/// Run `cargohold image ...`.
+pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
+    let reg = open(ctx)?;
+    match cmd {
+        ImageCmd::Import { src, name } => {
+            let (dir, tag) = parse_oci(&src)?;
+            let (repo, tag_to) = match name {
+                Some(n) => split_ref(&n)?,
+                None => {
+                    let base = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_lowercase())
+                        .unwrap_or_default();
+                    split_ref(&format!("{base}:{}", tag.as_deref().unwrap_or("latest")))?
+                }
+            };
+            let t = oci_layout::import(
+                &reg,
+                &dir,
+                tag.as_deref(),
+                &repo,
+                &tag_to,
+                &mut progress_printer(),
+            )?;
+            println!(
+                "{repo}:{tag_to} {} ({} blobs copied, {} present, {} bytes)",
+                t.digest, t.blobs_copied, t.blobs_present, t.bytes
+            );
+        }
+        ImageCmd::Export { name, dest } => {
+            let (repo, tag) = split_ref(&name)?;
+            let (dir, dtag) = parse_oci(&dest)?;
+            let t = oci_layout::export(
+                &reg,
+                &repo,
+                &tag,
+                &dir,
+                dtag.as_deref().unwrap_or(&tag),
+                &mut progress_printer(),
+            )?;
+            println!(
+                "{} ({} blobs written, {} bytes)",
+                t.digest, t.blobs_copied, t.bytes
+            );
+        }
+        ImageCmd::Ls => {
+            let mut rows = Vec::new();
+            for repo in reg.catalog(None, None)? {
+                for tag in reg.tags(&repo, None, None)? {
+                    let m = reg.get_manifest(&repo, &tag)?;
+                    rows.push(vec![
+                        repo.clone(),
+                        tag,
+                        m.digest.to_string(),
+                        m.media_type.as_str().to_owned(),
+                    ]);
+                }
+            }
+            output::table(ctx, &["REPOSITORY", "TAG", "DIGEST", "MEDIA_TYPE"], &rows);
+        }
+        ImageCmd::Inspect { name } => {
+            let (repo, tag) = split_ref(&name)?;
+            let m = reg.get_manifest(&repo, &tag)?;
+            let manifest: Value = serde_json::from_slice(&m.bytes)
+                .map_err(|e| Error::new(ErrorKind::Corrupt, "inspect", &name, e))?;
+            let config = manifest["config"]["digest"]
+                .as_str()
+                .map(|d| -> Result<Value> {
+                    let bytes = reg.read_blob(&repo, &Digest::parse(d)?)?;
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::new(ErrorKind::Corrupt, "inspect", d, e))
+                })
+                .transpose()?;
+            output::json_value(
+                &json!({"name": format!("{repo}:{tag}"), "digest": m.digest.to_string(), "manifest": manifest, "config": config}),
+            );
+        }
+        ImageCmd::Rm { name } => {
+            let (repo, tag) = split_ref(&name)?;
+            reg.untag(&repo, &tag)?;
+            println!("{repo}:{tag}");
+        }
+        ImageCmd::Unpack { name } => {
+            let store = crate::layer::open(ctx)?;
+            let layers = unpack_layers(&reg, &store, &name)?;
+            for l in layers {
+                println!("{}", l.chain_id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run `cargohold registry ...`.
+pub fn registry(ctx: &Ctx, cmd: RegistryCmd) -> Result<()> {
+    let reg = open(ctx)?;
+    match cmd {
+        RegistryCmd::Tags { repo } => {
+            let rows: Vec<Vec<String>> = reg
+                .tags(&repo, None, None)?
+                .into_iter()
+                .map(|t| vec![t])
+                .collect();
+            output::table(ctx, &["TAG"], &rows);
+        }
+        RegistryCmd::Catalog => {
+            let rows: Vec<Vec<String>> = reg
+                .catalog(None, None)?
+                .into_iter()
+                .map(|r| vec![r])
+                .collect();
+            output::table(ctx, &["REPOSITORY"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// The image manifest for this machine's platform: `name` itself, or the matching child
+/// of an index.
+fn platform_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<(Digest, Value)> {
+    let m = reg.get_manifest(repo, reference)?;
+    let v: Value = serde_json::from_slice(&m.bytes)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, "unpack", reference, e))?;
+    if !m.media_type.is_index() {
+        return Ok((m.digest, v));
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let child = v["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["platform"]["architecture"] == arch && c["platform"]["os"] == "linux")
+        .or_else(|| v["manifests"].as_array().and_then(|a| a.first()))
+        .and_then(|c| c["digest"].as_str())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "unpack",
+                reference,
+                "no manifest for this platform",
+            )
+        })?;
+    platform_manifest(reg, repo, child)
+}
+
+/// Apply the layers of image `name` (bottom first) into the layer store, streaming each
+/// blob out of the registry store and checking both its digest and its diff ID.
+pub fn unpack_layers(reg: &Registry, store: &LayerStore, name: &str) -> Result<Vec<Layer>> {
+    let (repo, tag) = split_ref(name)?;
+    let (_, manifest) = platform_manifest(reg, &repo, &tag)?;
+    let config_digest = Digest::parse(manifest["config"]["digest"].as_str().unwrap_or(""))?;
+    let config: Value = serde_json::from_slice(&reg.read_blob(&repo, &config_digest)?)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, "unpack", &config_digest, e))?;
+    let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Digest::parse(d.as_str().unwrap_or("")))
+        .collect::<Result<_>>()?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    if layers.len() != diff_ids.len() {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            "unpack",
+            name,
+            "the config's diff_ids do not match the layers",
+        ));
+    }
+    let mut out: Vec<Layer> = Vec::new();
+    for (desc, diff_id) in layers.iter().zip(diff_ids) {
+        let blob = Digest::parse(desc["digest"].as_str().unwrap_or(""))?;
+        let opts = ApplyOptions {
+            expected_diff_id: Some(diff_id),
+            expected_compressed_digest: Some(blob.clone()),
+            ..ApplyOptions::default()
+        };
+        let mut r = BufReader::with_capacity(1 << 20, reg.blob_reader(&repo, &blob, 0, None)?);
+        let parent = out.last().map(|l| l.chain_id.clone());
+        out.push(store.apply_layer(&mut r, parent.as_ref(), &opts)?);
+    }
+    Ok(out)
+}
+
+/// Tag the committed container layer `layer` as image `name`: the base image's layers
+/// (when the container came from one) plus `layer`'s diff as a new uncompressed layer,
+/// with the base config's `rootfs.diff_ids` and history extended.
+pub fn commit_image(
+    reg: &Registry,
+    store: &LayerStore,
+    base: Option<&str>,
+    layer: &Layer,
+    name: &str,
+    scratch: &Path,
+) -> Result<Digest> {
+    let (repo, tag) = split_ref(name)?;
+    let (mut config, mut layers) = match base {
+        Some(b) => {
+            let (brepo, btag) = split_ref(b)?;
+            let (_, m) = platform_manifest(reg, &brepo, &btag)?;
+            let cd = Digest::parse(m["config"]["digest"].as_str().unwrap_or(""))?;
+            let config: Value = serde_json::from_slice(&reg.read_blob(&brepo, &cd)?)
+                .map_err(|e| Error::new(ErrorKind::Corrupt, "commit", &cd, e))?;
+            let layers = m["layers"].as_array().cloned().unwrap_or_default();
+            for l in &layers {
+                reg.mount_blob(
+                    &brepo,
+                    &repo,
+                    &Digest::parse(l["digest"].as_str().unwrap_or(""))?,
+                )?;
+            }
+            (config, layers)
+        }
+        None => (
+            json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}),
+            Vec::new(),
+        ),
+    };
+    // The new layer's tar, from the layer store, into the registry through an upload.
+    std::fs::create_dir_all(scratch).map_err(|e| Error::io("commit", scratch.display(), e))?;
+    let mut tmp = tempfile_in(scratch)?;
+    let (diff_id, size) = store.diff(&layer.chain_id.to_string(), &mut tmp)?;
+    tmp.rewind()
+        .map_err(|e| Error::io("commit", "layer tar", e))?;
+    let upload = reg.start_upload(&repo)?;
+    upload.append(0, BufReader::with_capacity(1 << 20, tmp))?;
+    upload.commit(&diff_id, Some(size))?;
+    layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id.to_string(), "size": size}));
+    match config["rootfs"]["diff_ids"].as_array_mut() {
+        Some(ids) => ids.push(json!(diff_id.to_string())),
+        None => {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "commit",
+                name,
+                "the base config has no rootfs.diff_ids",
+            ));
+        }
+    }
+    if let Some(h) = config["history"].as_array_mut() {
+        h.push(json!({"created_by": "cargohold container commit"}));
+    }
+    let config_bytes = serde_json::to_vec(&config)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, "commit", name, e))?;
+    let config_desc = reg.put_blob(&repo, &config_bytes)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_desc.digest.to_string(), "size": config_bytes.len()},
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, "commit", name, e))?;
+    reg.put_manifest(
+        &repo,
+        &tag,
+        &bytes,
+        Some("application/vnd.oci.image.manifest.v1+json"),
+    )
+}
+
+fn tempfile_in(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(format!(".commit-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io("commit", path.display(), e))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(f)
+}
