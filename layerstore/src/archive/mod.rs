@@ -1,1 +1,52 @@
-//! OCI layer tars: apply and export (placeholder, being built).
+//! OCI layer tars: apply them into a directory, export a directory's diff as one, and
+//! describe a tree path by path.
+//!
+//! # Contract
+//!
+//! - [`apply`] reads a plain, gzip (also multi-member, as pigz writes) or zstd layer tar
+//!   and writes its entries into `target`. Both digests (of the bytes as read and of the
+//!   uncompressed tar) are computed in the same pass, and the stream is always read to
+//!   its end (tar padding after the end-of-archive blocks included) so that the digests
+//!   cover all of it. An expected digest that does not match is `DigestMismatch`; the
+//!   caller then throws the target away (apply writes into a directory the caller made
+//!   for it, so "nothing is kept" is the caller's rename not happening).
+//! - The tar is untrusted. Every filesystem write goes through core's [`Root`] opened
+//!   with `Confine::InRoot`, so nothing outside `target` is created, changed or read:
+//!   - a name with a `..` component is `PathEscape` (whatever it would resolve to);
+//!   - an absolute name is made relative (`/etc/passwd` becomes `etc/passwd`), as GNU
+//!     tar and moby do;
+//!   - a symlink in a path, including one this same tar created, resolves as in a
+//!     chroot at `target` (`etc -> /etc` then `etc/passwd` writes `target/etc/passwd`);
+//!   - a hardlink target is a name inside the layer (or a lower); `..` in it is
+//!     `PathEscape`, and it resolves confined like any other name;
+//!   - overlay-private xattrs in the tar (`trusted.overlay.*`, `user.overlay.*`) are
+//!     **dropped**: only the applier decides what is a whiteout or an opaque dir;
+//!   - character and block devices are `PermissionDenied` unless
+//!     [`ApplyOptions::allow_devices`];
+//!   - [`ApplyOptions::max_uncompressed_bytes`] and [`ApplyOptions::max_entries`] stop
+//!     decompression bombs with `LimitExceeded`;
+//!   - malformed or truncated tars are `Corrupt`, never a panic.
+//! - Whiteouts follow [`WhiteoutFormat`]. With `Remove`, an opaque marker
+//!   (`.wh..wh..opq`) empties its directory of what came from lower layers but keeps
+//!   what this layer already put there, whatever the order inside the tar.
+//! - Directory mtimes are restored at the end, after their contents were written.
+//! - [`inventory`] describes a tree (type, mode, owner, size, content sha256, link
+//!   target, device numbers, xattrs, hardlink groups, mtimes of non-directories); tests
+//!   compare trees with it.
+//! - [`export_tree_diff`] writes the diff of a full-copy child tree against its parent
+//!   as a deterministic tar (entries sorted by path, PAX for long names and xattrs, no
+//!   user/group names, no atime/ctime).
+
+mod apply;
+mod compression;
+mod export;
+mod inventory;
+mod path;
+
+pub use apply::{apply, Applied, ApplyOptions, WhiteoutFormat};
+pub use compression::{decompressor, Compression};
+pub use export::{export_overlay_upper, export_tree_diff, Change, ChangeKind, Exported};
+pub use inventory::{inventory, inventory_with, EntryInfo, EntryKind, InventoryOptions};
+
+#[cfg(doc)]
+use cargohold_core::Root;
