@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cargohold_core::{Digest, Error, Result};
-use layerstore::{ApplyOptions, Labels};
+use layerstore::Labels;
 
 use crate::{Ctx, layer};
 
@@ -35,7 +35,7 @@ impl Report {
         let (value, summary) = f()?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         self.total_ms += ms;
-        println!("{name:<30} {ms:>9.1} ms  {summary}");
+        println!("{name:<34} {ms:>9.1} ms  {summary}");
         Ok(value)
     }
 }
@@ -160,64 +160,157 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// Write the two demo layers as a real OCI image layout (what `skopeo copy oci:` and
+/// umoci produce) at `dir`, tagged `v1`.
+fn write_layout(dir: &Path, l1_gz: &[u8], l2_tar: &[u8]) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| Error::io("layout", blobs.display(), e))?;
+    let put = |data: &[u8]| -> Result<Digest> {
+        let d = Digest::sha256(data);
+        std::fs::write(blobs.join(d.hex()), data)
+            .map_err(|e| Error::io("layout", d.to_string(), e))?;
+        Ok(d)
+    };
+    let mut gz = flate2::read::GzDecoder::new(l1_gz);
+    let mut l1_tar = Vec::new();
+    gz.read_to_end(&mut l1_tar)
+        .map_err(|e| demo_err("gunzip", e))?;
+    let (d1, d2) = (put(l1_gz)?, put(l2_tar)?);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/hello"]},
+        "rootfs": {"type": "layers", "diff_ids": [Digest::sha256(&l1_tar).to_string(), d2.to_string()]},
+        "history": [{"created_by": "cargohold demo: base"}, {"created_by": "cargohold demo: change"}],
+    });
+    let config = serde_json::to_vec(&config).map_err(|e| {
+        Error::new(
+            cargohold_core::ErrorKind::InvalidArgument,
+            "layout",
+            "config",
+            e,
+        )
+    })?;
+    let dc = put(&config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dc.to_string(), "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d1.to_string(), "size": l1_gz.len()},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d2.to_string(), "size": l2_tar.len()},
+        ],
+    });
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| {
+        Error::new(
+            cargohold_core::ErrorKind::InvalidArgument,
+            "layout",
+            "manifest",
+            e,
+        )
+    })?;
+    let dm = put(&manifest)?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dm.to_string(), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+    let write = |name: &str, data: &[u8]| {
+        std::fs::write(dir.join(name), data).map_err(|e| Error::io("layout", name, e))
+    };
+    write("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write(
+        "index.json",
+        &serde_json::to_vec(&index).unwrap_or_default(),
+    )
+}
+
 /// Run the lifecycle.
 pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
+    let who = if rustix::process::geteuid().is_root() {
+        "root"
+    } else {
+        "unprivileged"
+    };
     println!(
-        "cargohold demo on {} ({})",
+        "cargohold demo on {} ({who}, {:?} driver)",
         ctx.root.display(),
-        if rustix::process::geteuid().is_root() {
-            "root"
-        } else {
-            "unprivileged"
-        }
+        layer::driver_choice()
     );
     let mut r = Report::default();
+    let scratch = ctx
+        .root
+        .join("tmp")
+        .join(format!("demo-{}", std::process::id()));
+    let layout = scratch.join("oci-in");
+    r.step("build a small OCI image", || {
+        let (l1, l2) = (base_layer()?, change_layer()?);
+        write_layout(&layout, &l1, &l2)?;
+        Ok((
+            (),
+            format!(
+                "{}: layer 1 {} gzip, layer 2 {} tar (a whiteout)",
+                layout.display(),
+                human(l1.len() as u64),
+                human(l2.len() as u64)
+            ),
+        ))
+    })?;
+    let reg = r.step("open registry store", || {
+        let reg = crate::image::open(ctx)?;
+        let n = reg.catalog(None, None)?.len();
+        Ok((reg, format!("registry:2 layout, {n} repositories")))
+    })?;
+    r.step("import oci:…:v1 as demo/app:v1", || {
+        let t = regstore::oci_layout::import(
+            &reg,
+            &layout,
+            Some("v1"),
+            "demo/app",
+            "v1",
+            &mut |_, _| {},
+        )?;
+        Ok((
+            (),
+            format!(
+                "{} ({} blobs, {})",
+                short(&t.digest),
+                t.blobs_copied + t.blobs_present,
+                human(t.bytes)
+            ),
+        ))
+    })?;
     let store = r.step("open layer store", || {
         let store = layer::open(ctx)?;
         let n = store.layers()?.len();
         Ok((store, format!("{n} layers already there")))
     })?;
-    let (l1, l2) = r.step("build a two-layer image", || {
-        let (l1, l2) = (base_layer()?, change_layer()?);
-        let s = format!(
-            "layer 1 {} gzip, layer 2 {} tar",
-            human(l1.len() as u64),
-            human(l2.len() as u64)
-        );
-        Ok(((l1, l2), s))
+    let layers = r.step("unpack demo/app:v1", || {
+        let layers = crate::image::unpack_layers(&reg, &store, "demo/app:v1")?;
+        let ids: Vec<String> = layers.iter().map(|l| short(&l.chain_id)).collect();
+        Ok((layers, format!("chain ids {}", ids.join(" → "))))
     })?;
-    let base = r.step("apply layer 1 (gzip)", || {
-        let l = store.apply_layer(&mut &l1[..], None, &ApplyOptions::default())?;
-        let s = format!("{} diff_id {}", short(&l.chain_id), short(&l.diff_id));
-        Ok((l, s))
+    let top = layers.last().cloned().ok_or_else(|| {
+        Error::new(
+            cargohold_core::ErrorKind::Corrupt,
+            "demo",
+            "demo/app:v1",
+            "no layers",
+        )
     })?;
-    let top = r.step("apply layer 2 (whiteout)", || {
-        let l = store.apply_layer(&mut &l2[..], Some(&base.chain_id), &ApplyOptions::default())?;
-        Ok((
-            l.clone(),
-            format!("{} on {}", short(&l.chain_id), short(&base.chain_id)),
-        ))
-    })?;
-    r.step("apply layer 2 again (known)", || {
+    r.step("unpack again (known layers)", || {
         let before = store.extractions();
-        let opts = ApplyOptions {
-            expected_diff_id: Some(top.diff_id.clone()),
-            ..ApplyOptions::default()
-        };
-        let l = store.apply_layer(&mut &l2[..], Some(&base.chain_id), &opts)?;
-        let extracted = store.extractions() - before;
+        let again = crate::image::unpack_layers(&reg, &store, "demo/app:v1")?;
+        let same = again.last().map(|l| &l.chain_id) == Some(&top.chain_id);
         Ok((
             (),
             format!(
-                "same chain id: {}, extracted again: {}",
-                l.chain_id == top.chain_id,
-                extracted
+                "same chain ids: {same}, extracted again: {}",
+                store.extractions() - before
             ),
         ))
     })?;
     let name = format!("demo-{}", std::process::id());
     r.step("create container", || {
-        let mounts = store.prepare_container(&name, Some(&top.chain_id), Labels::new())?;
+        let mut labels = Labels::new();
+        labels.insert(layer::IMAGE_LABEL.to_owned(), "demo/app:v1".to_owned());
+        let mounts = store.prepare_container(&name, Some(&top.chain_id), labels)?;
         Ok((
             (),
             format!(
@@ -243,53 +336,64 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         let list: Vec<String> = changes.iter().map(|(k, p)| format!("{k} {p}")).collect();
         Ok(((), list.join(", ")))
     })?;
-    let committed = r.step("commit container", || {
+    let committed = r.step("commit container to demo/app:v2", || {
         let l = store.commit_container(&name, Labels::new())?;
-        let s = format!("new layer {} ({} tar)", short(&l.chain_id), human(l.size));
-        Ok((l, s))
+        let d = crate::image::commit_image(
+            &reg,
+            &store,
+            Some("demo/app:v1"),
+            &l,
+            "demo/app:v2",
+            &scratch,
+        )?;
+        Ok((
+            l.clone(),
+            format!(
+                "layer {} ({} tar), image {}",
+                short(&l.chain_id),
+                human(l.size),
+                short(&d)
+            ),
+        ))
     })?;
-    let export = ctx.root.join("demo-export.tar");
-    r.step("export the new layer", || {
-        let (d, n) = layer::write_to(&export, |out| {
-            store.diff(&committed.chain_id.to_string(), out)
-        })?;
-        let mut f =
-            std::fs::File::open(&export).map_err(|e| Error::io("open", export.display(), e))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)
-            .map_err(|e| Error::io("read", export.display(), e))?;
-        let check = Digest::sha256(&buf) == d;
+    let out = scratch.join("oci-out");
+    r.step("export demo/app:v2 as OCI layout", || {
+        let t = regstore::oci_layout::export(&reg, "demo/app", "v2", &out, "v2", &mut |_, _| {})?;
         Ok((
             (),
             format!(
-                "{} {} (file hashes to its diff_id: {check})",
-                export.display(),
-                human(n)
+                "{} ({} manifests, {} blobs, {})",
+                out.display(),
+                t.manifests,
+                t.blobs_copied,
+                human(t.bytes)
             ),
         ))
     })?;
     if !args.keep {
         r.step("clean up", || {
-            let _ = std::fs::remove_file(&export);
             let _ = std::fs::remove_dir(&target);
+            let _ = std::fs::remove_dir_all(&scratch);
             let mut removed = 0;
-            for id in [&committed.chain_id, &top.chain_id, &base.chain_id] {
+            let mut ids: Vec<Digest> = vec![committed.chain_id.clone()];
+            ids.extend(layers.iter().rev().map(|l| l.chain_id.clone()));
+            for id in &ids {
                 match store.remove_layer(id) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == cargohold_core::ErrorKind::InUse => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(((), format!("{removed} layers removed")))
+            for tag in ["v1", "v2"] {
+                reg.untag("demo/app", tag)?;
+            }
+            Ok((
+                (),
+                format!("{removed} layers removed, demo/app:v1 and :v2 untagged"),
+            ))
         })?;
     }
-    let usage = store.snapshots().root().path().to_owned();
-    println!(
-        "{:<30} {:>9.1} ms  store at {}",
-        "total",
-        r.total_ms,
-        usage.display()
-    );
+    println!("{:<34} {:>9.1} ms", "total", r.total_ms);
     Ok(())
 }
 

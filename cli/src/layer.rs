@@ -98,13 +98,12 @@ pub fn open(ctx: &Ctx) -> Result<LayerStore> {
     LayerStore::open(stores::layers_dir(ctx), driver_choice())
 }
 
-/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; otherwise overlay as root (kernel
-/// overlayfs), vfs for an unprivileged user.
+/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; vfs otherwise (overlay becomes the
+/// default for root once layers can be applied in overlay form).
 pub fn driver_choice() -> DriverChoice {
     match std::env::var("CARGOHOLD_DRIVER").as_deref() {
         Ok("vfs") => DriverChoice::Vfs,
         Ok("overlay") => DriverChoice::Overlay,
-        _ if rustix::process::geteuid().is_root() => DriverChoice::Overlay,
         _ => DriverChoice::Vfs,
     }
 }
