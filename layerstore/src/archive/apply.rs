@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use cargohold_core::root::{FileType, Owner};
 use cargohold_core::{Algorithm, Digest, DigestReader, Dir, Error, ErrorKind, Result, Root};
@@ -88,6 +90,7 @@ struct Limited<R> {
     inner: R,
     read: u64,
     limit: u64,
+    hit: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Limited<R> {
@@ -95,6 +98,7 @@ impl<R: Read> Read for Limited<R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.limit {
+            self.hit.store(true, Ordering::Relaxed);
             return Err(io::Error::other(LimitHit));
         }
         Ok(n)
@@ -136,6 +140,29 @@ pub fn apply(
     lowers: &[&Root],
     opts: &ApplyOptions,
 ) -> Result<Applied> {
+    let hit = Arc::new(AtomicBool::new(false));
+    apply_inner(reader, target, lowers, opts, &hit).map_err(|e| {
+        // The tar parser wraps the limit's error in its own: look at the flag instead.
+        if hit.load(Ordering::Relaxed) && e.kind() != ErrorKind::LimitExceeded {
+            Error::new(
+                ErrorKind::LimitExceeded,
+                OP,
+                "layer",
+                "uncompressed size limit exceeded",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn apply_inner(
+    reader: impl Read + Send,
+    target: &Root,
+    lowers: &[&Root],
+    opts: &ApplyOptions,
+    hit: &Arc<AtomicBool>,
+) -> Result<Applied> {
     let mut raw = DigestReader::new(reader, Algorithm::Sha256);
     let (compression, diff_id, uncompressed_size, entries) = {
         let (compression, plain) = decompressor(&mut raw)?;
@@ -143,6 +170,7 @@ pub fn apply(
             inner: plain,
             read: 0,
             limit: opts.max_uncompressed_bytes.unwrap_or(u64::MAX),
+            hit: hit.clone(),
         };
         let mut diff = DigestReader::new(limited, Algorithm::Sha256);
         let entries = {
