@@ -71,7 +71,7 @@ echo changed >"$fs/merged/etc/hostname"
 hyperfine -N -i --warmup 2 --runs 10 --export-json "$work/diff.json" \
     "tar -C $fs/upper -cf $work/upper.tar ." \
     "diff -rq --no-dereference $fs/lower $fs/merged" >/dev/null
-jq -r '.results[] | "\(.command | split(" ")[0:2] | join(" "))  median \(.median * 1000 | floor) ms"' \
+jq -r '.results[] | "\(.command | split(" ")[0])  median \(.median * 1000 | floor) ms"' \
     "$work/diff.json"
 tarm=$(jq '.results[0].median' "$work/diff.json")
 diffm=$(jq '.results[1].median' "$work/diff.json")
