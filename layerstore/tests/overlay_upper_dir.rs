@@ -1,6 +1,7 @@
 //! Without this, overlay could leave redirects or metadata-only copies in an upper dir
 //! (a renamed lower directory, a chmod of a lower file), and a diff that reads the upper
-//! dir alone would silently miss the renamed tree or the file's data.
+//! dir alone would silently miss the renamed tree or the file's data; and a container's
+//! usage could start walking its (large) lowers instead of its upper dir alone.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -71,4 +72,63 @@ fn renames_of_lower_dirs_are_refused_and_chmod_copies_the_whole_file() {
     );
     snaps.remove("c").unwrap();
     snaps.remove("base").unwrap();
+}
+
+#[test]
+fn usage_counts_the_upper_dir_only_and_a_committed_layer_keeps_its_size() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts and must run as root"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let snaps: Box<dyn Driver> =
+        Box::new(layerstore::snapshots::Snapshots::open(&root, Box::new(Overlay::new())).unwrap());
+    let at = tmp.path().join("mnt");
+    fs::create_dir(&at).unwrap();
+    let m = snaps
+        .prepare("base-active", None, Default::default())
+        .unwrap();
+    layerstore::mounts::mount_all(&m, &at).unwrap();
+    fs::write(at.join("big"), vec![1u8; 1 << 20]).unwrap();
+    layerstore::mounts::unmount(&at).unwrap();
+    snaps
+        .commit("base", "base-active", Default::default())
+        .unwrap();
+    let base = snaps.usage("base").unwrap();
+    assert!(base.size >= 1 << 20, "{base:?}");
+
+    let m = snaps
+        .prepare("c", Some("base"), Default::default())
+        .unwrap();
+    let empty = snaps.usage("c").unwrap();
+    assert!(
+        empty.size < 64 << 10,
+        "a fresh container counts its lowers: {empty:?}"
+    );
+    layerstore::mounts::mount_all(&m, &at).unwrap();
+    let w = fs::write(at.join("small"), vec![2u8; 16 << 10]);
+    layerstore::mounts::unmount(&at).unwrap();
+    w.unwrap();
+    let used = snaps.usage("c").unwrap();
+    assert!(used.size >= empty.size + (16 << 10), "{used:?}");
+    assert!(
+        used.size < 1 << 20,
+        "the container's usage walks its lowers: {used:?}"
+    );
+    assert_eq!(used.inodes, empty.inodes + 1);
+    snaps.commit("top", "c", Default::default()).unwrap();
+    assert_eq!(
+        snaps.usage("top").unwrap(),
+        used,
+        "a committed layer keeps its size"
+    );
+    assert_eq!(snaps.usage("base").unwrap(), base);
+    snaps.remove("top").unwrap();
+    snaps.remove("base").unwrap();
+    assert!(
+        layerstore::mounts::mounts_below(tmp.path())
+            .unwrap()
+            .is_empty()
+    );
 }
