@@ -6,16 +6,16 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cargohold_core::root::{FileType, Owner};
 use cargohold_core::{Algorithm, Digest, DigestReader, Dir, Error, ErrorKind, Result, Root};
 use tar::EntryType;
 
+use super::Compression;
 use super::compression::decompressor;
 use super::path::sanitize;
-use super::Compression;
 
 const OP: &str = "apply layer";
 const WH_PREFIX: &[u8] = b".wh.";

@@ -43,10 +43,10 @@ mod export;
 mod inventory;
 mod path;
 
-pub use apply::{apply, Applied, ApplyOptions, WhiteoutFormat};
-pub use compression::{decompressor, Compression};
-pub use export::{export_overlay_upper, export_tree_diff, Change, ChangeKind, Exported};
-pub use inventory::{inventory, inventory_with, EntryInfo, EntryKind, InventoryOptions};
+pub use apply::{Applied, ApplyOptions, WhiteoutFormat, apply};
+pub use compression::{Compression, decompressor};
+pub use export::{Change, ChangeKind, Exported, export_overlay_upper, export_tree_diff};
+pub use inventory::{EntryInfo, EntryKind, InventoryOptions, inventory, inventory_with};
 
 #[cfg(doc)]
 use cargohold_core::Root;
