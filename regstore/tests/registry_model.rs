@@ -3,7 +3,7 @@
 //! across a resume; each runs on both backends.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cargohold_core::{Digest, ErrorKind};
 use regstore::drivers::{Filesystem, Memory};
@@ -117,15 +117,21 @@ fn uploads_check_offsets_digests_and_sizes() {
         up.commit(&d, None).unwrap();
         assert_eq!(reg.read_blob("s", &d).unwrap(), b"hello world");
 
+        // An upload that started two hours ago goes; a fresh one stays.
         let old = reg.start_upload("r").unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
-        let purged = reg.purge_uploads(Duration::from_millis(500)).unwrap();
+        let fresh = reg.start_upload("r").unwrap();
+        let two_hours_ago =
+            regstore::uploads::rfc3339(SystemTime::now() - Duration::from_secs(7200));
+        reg.driver()
+            .put_content(
+                &layout::upload_started("r", old.id()),
+                two_hours_ago.as_bytes(),
+            )
+            .unwrap();
+        let purged = reg.purge_uploads(Duration::from_secs(3600)).unwrap();
         assert_eq!(purged, vec![("r".to_owned(), old.id().to_owned())]);
-        assert!(
-            reg.purge_uploads(Duration::from_secs(3600))
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(fresh.status().unwrap().offset, 0);
+        fresh.cancel().unwrap();
         let e = reg.start_upload("Bad/Name").unwrap_err();
         assert_eq!(error_code(&e), Some(ErrorCode::NameInvalid));
     });
