@@ -33,9 +33,10 @@ impl Filesystem {
         self.root.path()
     }
 
-    fn parent_dir(&self, key: &Key) -> Result<(Dir, &'static str)> {
+    /// The directory holding `key`, created with its parents when missing.
+    fn parent_dir(&self, key: &Key) -> Result<Dir> {
         let parent = key.parent().unwrap_or_else(Key::root);
-        Ok((self.root.mkdir_all(parent.relative(), 0o755)?, ""))
+        self.root.mkdir_all(parent.relative(), 0o755)
     }
 }
 
@@ -82,7 +83,7 @@ impl StorageDriver for Filesystem {
                 "the root is a directory",
             ));
         }
-        let (dir, _) = self.parent_dir(key)?;
+        let dir = self.parent_dir(key)?;
         atomic::write_file(&dir, OsStr::new(key.file_name()), data, 0o644)
     }
 
@@ -114,7 +115,7 @@ impl StorageDriver for Filesystem {
                 "the root is a directory",
             ));
         }
-        let (dir, _) = self.parent_dir(key)?;
+        let dir = self.parent_dir(key)?;
         let name = OsStr::new(key.file_name());
         let file = if append {
             match dir.open_file(name, OFlags::WRONLY | OFlags::APPEND) {
