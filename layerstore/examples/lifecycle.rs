@@ -34,7 +34,7 @@ fn main() -> Result<()> {
     };
     let store = LayerStore::open(&root, DriverChoice::Vfs)?;
 
-    let mut reader: Box<dyn Read> = match args.next() {
+    let mut reader: Box<dyn Read + Send> = match args.next() {
         Some(path) => Box::new(
             File::open(&path)
                 .map_err(|e| layerstore::Error::io("open", path.to_string_lossy(), e))?,

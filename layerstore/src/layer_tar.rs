@@ -1,22 +1,18 @@
 //! How the store applies a layer tar into a snapshot and exports a snapshot's diff.
 //!
-//! The one place the store calls the [`crate::archive`] module. Until that module's
-//! `apply`/`export_tree_diff`/`export_overlay_upper` land, this file carries a small
-//! stand-in for the `vfs` layout (whiteouts carried out, tree diffs), built on the
-//! `tar` crate's `unpack_in` (which refuses `..` and escapes through symlinks).
+//! The one place the store calls the [`crate::archive`] module. Layer tars are applied
+//! by `archive::apply`. Until `archive::export_tree_diff`/`export_overlay_upper` land,
+//! this file carries a small stand-in export for the `vfs` layout (tree diffs by
+//! metadata: type, mode, owner, size, mtime, link target).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
-use cargohold_core::{
-    Algorithm, Digest, DigestReader, DigestWriter, Error, ErrorKind, Result, Root,
-};
+use cargohold_core::{Algorithm, Digest, DigestWriter, Error, ErrorKind, Result, Root};
 
+use crate::archive;
 use crate::drivers::Layout;
-use cargohold_core::root::FileType;
 
 /// What applying a layer tar found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,239 +39,38 @@ fn err(op: &'static str, ctx: impl std::fmt::Display, e: io::Error) -> Error {
 }
 
 /// Apply the (plain, gzip or zstd) tar from `reader` into `target` laid out as `layout`
-/// over `lowers` (nearest first). `DigestMismatch` when an expectation fails.
+/// over `lowers` (nearest first), through [`crate::archive::apply`]: whiteouts carried
+/// out for [`Layout::Full`], kept in overlay format for [`Layout::Overlay`].
+/// `DigestMismatch` when an expectation fails (the caller throws the target away).
 pub fn apply(
-    reader: &mut dyn Read,
+    reader: &mut (dyn Read + Send),
     target: &Root,
-    _lowers: &[Root],
+    lowers: &[Root],
     layout: Layout,
     expect: Expect<'_>,
 ) -> Result<AppliedTar> {
-    if layout != Layout::Full {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "apply",
-            "overlay",
-            "applying in overlay format needs the archive module",
-        ));
-    }
-    let raw = DigestReader::new(reader, Algorithm::Sha256);
-    let mut buffered = BufReader::with_capacity(1 << 16, raw);
-    let head = buffered
-        .fill_buf()
-        .map_err(|e| err("apply", "layer", e))?
-        .to_vec();
-    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    let plain: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::Decoder::with_buffer(&mut buffered).map_err(|e| err("apply", "zstd", e))?)
-    } else {
-        Box::new(&mut buffered)
+    let whiteouts = match layout {
+        Layout::Full => archive::WhiteoutFormat::Remove,
+        Layout::Overlay { userxattr } => archive::WhiteoutFormat::Overlay { userxattr },
     };
-    let mut plain = DigestReader::new(plain, Algorithm::Sha256);
-    unpack(&mut plain, target.path())?;
-    io::copy(&mut plain, &mut io::sink()).map_err(|e| err("apply", "layer", e))?;
-    let (_, diff_id, size) = plain.finish();
-    io::copy(&mut buffered, &mut io::sink()).map_err(|e| err("apply", "layer", e))?;
-    let (_, stream_digest, _) = buffered.into_inner().finish();
-    if let Some(want) = expect.diff_id {
-        want.verify("apply", &diff_id)?;
-    }
-    if let Some(want) = expect.compressed {
-        want.verify("apply", &stream_digest)?;
-    }
+    let lowers: Vec<&Root> = match layout {
+        // A full copy already holds its parents' tree.
+        Layout::Full => Vec::new(),
+        Layout::Overlay { .. } => lowers.iter().collect(),
+    };
+    let opts = archive::ApplyOptions {
+        expected_diff_id: expect.diff_id.cloned(),
+        expected_compressed_digest: expect.compressed.cloned(),
+        whiteouts,
+        ..archive::ApplyOptions::default()
+    };
+    let applied = archive::apply(reader, target, &lowers, &opts)?;
     Ok(AppliedTar {
-        diff_id,
-        compressed_digest: compressed.then_some(stream_digest),
-        size,
+        diff_id: applied.diff_id,
+        compressed_digest: (applied.compression != archive::Compression::None)
+            .then_some(applied.compressed_digest),
+        size: applied.uncompressed_size,
     })
-}
-
-fn clean_rel(p: &Path) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir => {}
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::PathEscape,
-                    "apply",
-                    p.display(),
-                    "entry leaves the layer",
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn unpack(reader: &mut dyn Read, dst: &Path) -> Result<()> {
-    let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
-    ar.set_unpack_xattrs(true);
-    ar.set_overwrite(true);
-    ar.set_preserve_mtime(true);
-    let mut dirs = Vec::new();
-    for entry in ar.entries().map_err(|e| err("apply", "tar", e))? {
-        let mut entry = entry.map_err(|e| err("apply", "tar", e))?;
-        let path = clean_rel(&entry.path().map_err(|e| err("apply", "tar", e))?)?;
-        let Some(base) = path.file_name() else {
-            continue;
-        };
-        let base = base.as_bytes();
-        if let Some(hidden) = base.strip_prefix(b".wh.") {
-            let parent = dst.join(path.parent().unwrap_or(Path::new("")));
-            if hidden == b".wh..opq" {
-                if let Ok(rd) = std::fs::read_dir(&parent) {
-                    for e in rd.flatten() {
-                        remove_any(&e.path())?;
-                    }
-                }
-            } else {
-                remove_any(&parent.join(OsStr::from_bytes(hidden)))?;
-            }
-            continue;
-        }
-        let full = dst.join(&path);
-        let is_dir = entry.header().entry_type().is_dir();
-        if let Ok(st) = std::fs::symlink_metadata(&full)
-            && !(is_dir && st.is_dir())
-        {
-            remove_any(&full)?;
-        }
-        let special = match entry.header().entry_type() {
-            tar::EntryType::Char => Some(FileType::CharacterDevice),
-            tar::EntryType::Block => Some(FileType::BlockDevice),
-            tar::EntryType::Fifo => Some(FileType::Fifo),
-            _ => None,
-        };
-        if let Some(kind) = special {
-            make_node(&entry, &full, kind)?;
-            continue;
-        }
-        let xattrs = pax_xattrs(&mut entry)?;
-        entry
-            .unpack_in(dst)
-            .map_err(|e| err("apply", path.display(), e))?;
-        let errno = |op: &'static str, e| Error::errno(op, full.display(), e);
-        for (key, value) in &xattrs {
-            rustix::fs::lsetxattr(&full, key.as_str(), value, rustix::fs::XattrFlags::empty())
-                .map_err(|e| errno("setxattr", e))?;
-        }
-        let mtime = entry.header().mtime().unwrap_or(0);
-        if !is_dir && mtime == 0 {
-            // The tar crate turns an mtime of 0 into 1; keep the layer's.
-            let t = filetime_secs(0);
-            rustix::fs::utimensat(
-                rustix::fs::CWD,
-                &full,
-                &t,
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| errno("utimes", e))?;
-        }
-        if is_dir {
-            dirs.push((full, entry.header().mtime().unwrap_or(0)));
-        }
-    }
-    // Directory times last: entries created in them changed them.
-    for (dir, mtime) in dirs.into_iter().rev() {
-        let t = filetime_secs(mtime);
-        let _ = rustix::fs::utimensat(
-            rustix::fs::CWD,
-            &dir,
-            &t,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        );
-    }
-    Ok(())
-}
-
-/// The `SCHILY.xattr.*` PAX records of an entry (the `tar` crate applies them only with
-/// a feature this workspace does not enable).
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(|e| err("apply", "pax", e))? {
-        for ext in exts {
-            let ext = ext.map_err(|e| err("apply", "pax", e))?;
-            if let Ok(key) = ext.key()
-                && let Some(name) = key.strip_prefix("SCHILY.xattr.")
-            {
-                out.push((name.to_owned(), ext.value_bytes().to_vec()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Device nodes and fifos, which the `tar` crate does not create.
-fn make_node<R: Read>(entry: &tar::Entry<'_, R>, full: &Path, kind: FileType) -> Result<()> {
-    let h = entry.header();
-    let bad = |e: io::Error| err("apply", full.display(), e);
-    let mode = h.mode().map_err(bad)? & 0o7777;
-    let major = h.device_major().map_err(bad)?.unwrap_or(0);
-    let minor = h.device_minor().map_err(bad)?.unwrap_or(0);
-    if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent).map_err(bad)?;
-    }
-    let errno = |op: &'static str| move |e| Error::errno(op, full.display(), e);
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        full,
-        kind,
-        rustix::fs::Mode::from_raw_mode(mode),
-        rustix::fs::makedev(major, minor),
-    )
-    .map_err(errno("mknod"))?;
-    let (uid, gid) = (h.uid().map_err(bad)?, h.gid().map_err(bad)?);
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        full,
-        Some(rustix::fs::Uid::from_raw(uid as u32)),
-        Some(rustix::fs::Gid::from_raw(gid as u32)),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(errno("chown"))?;
-    rustix::fs::chmodat(
-        rustix::fs::CWD,
-        full,
-        rustix::fs::Mode::from_raw_mode(mode),
-        rustix::fs::AtFlags::empty(),
-    )
-    .map_err(errno("chmod"))?;
-    let t = filetime_secs(h.mtime().unwrap_or(0));
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        full,
-        &t,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(errno("utimes"))
-}
-
-fn filetime_secs(secs: u64) -> rustix::fs::Timestamps {
-    let ts = rustix::fs::Timespec {
-        tv_sec: secs as i64,
-        tv_nsec: 0,
-    };
-    rustix::fs::Timestamps {
-        last_access: ts,
-        last_modification: ts,
-    }
-}
-
-fn remove_any(p: &Path) -> Result<()> {
-    let r = match std::fs::symlink_metadata(p) {
-        Ok(st) if st.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-        // Nothing to remove: missing, or a parent is not a directory.
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => Ok(()),
-        Err(e) => Err(e),
-    };
-    r.map_err(|e| err("apply", p.display(), e))
 }
 
 /// What happened to a path between a parent and a child.

@@ -155,7 +155,7 @@ impl LayerStore {
     /// does not match an expected digest (nothing is kept).
     pub fn apply_layer(
         &self,
-        reader: &mut dyn Read,
+        reader: &mut (dyn Read + Send),
         parent: Option<&Digest>,
         opts: &ApplyOptions,
     ) -> Result<Layer> {

@@ -38,7 +38,7 @@ fn child_apply() {
         ..Default::default()
     };
     let layer = store
-        .apply_layer(&mut std::io::stdin().lock(), None, &opts)
+        .apply_layer(&mut std::io::stdin(), None, &opts)
         .unwrap();
     println!(
         "chain={} extractions={}",

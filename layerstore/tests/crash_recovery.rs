@@ -35,7 +35,7 @@ fn big_tar(files: usize) -> Vec<u8> {
 fn child_apply() {
     let store = LayerStore::open(std::env::var_os(STORE).unwrap(), DriverChoice::Vfs).unwrap();
     let layer = store
-        .apply_layer(&mut std::io::stdin().lock(), None, &ApplyOptions::default())
+        .apply_layer(&mut std::io::stdin(), None, &ApplyOptions::default())
         .unwrap();
     println!("chain={}", layer.chain_id);
     std::process::exit(0);
