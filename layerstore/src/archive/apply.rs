@@ -656,7 +656,7 @@ impl Applier<'_> {
                         .map_err(fix)?;
                 }
             }
-            let mt = (st.st_mtime as i64, st.st_mtime_nsec as u32);
+            let mt = (st.st_mtime, st.st_mtime_nsec as u32);
             tdir.set_times(sn, mt, mt)?;
             return Ok(tdir);
         }

@@ -174,7 +174,7 @@ fn walk(
             _ => {}
         }
         if kind != EntryKind::Dir && !(kind == EntryKind::Symlink && opts.ignore_symlink_mtimes) {
-            info.mtime = Some(st.st_mtime as i64);
+            info.mtime = Some(st.st_mtime);
         }
         out.insert(path.clone(), info);
         if kind == EntryKind::Dir {
