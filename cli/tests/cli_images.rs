@@ -1,0 +1,166 @@
+//! Without these, an image imported with the command could not be unpacked into a
+//! container, a commit could produce an image other tools cannot read, or a bad source
+//! could be half-imported.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cargohold(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cargohold"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("CARGOHOLD_DRIVER", "vfs")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} could not start (is it installed?): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A one-layer image made by umoci (unpack, change, repack), tagged `t`.
+fn umoci_image(base: &Path) -> String {
+    let l = base.join("layout");
+    let ls = l.to_str().unwrap();
+    run(Command::new("umoci").args(["init", "--layout", ls]));
+    run(Command::new("umoci").args(["new", "--image", &format!("{ls}:t")]));
+    let bundle = base.join("b");
+    run(Command::new("umoci").args([
+        "unpack",
+        "--image",
+        &format!("{ls}:t"),
+        bundle.to_str().unwrap(),
+    ]));
+    std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+    std::fs::write(bundle.join("rootfs/etc/motd"), b"from umoci\n").unwrap();
+    run(Command::new("umoci").args([
+        "repack",
+        "--image",
+        &format!("{ls}:t"),
+        bundle.to_str().unwrap(),
+    ]));
+    ls.to_owned()
+}
+
+#[test]
+fn import_unpack_commit_export_and_skopeo_reads_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = umoci_image(tmp.path());
+    let root = tmp.path().join("store");
+    let line = ok(cargohold(
+        &root,
+        &["image", "import", &format!("oci:{layout}:t"), "demo/app:v1"],
+    ));
+    assert!(line.starts_with("demo/app:v1 sha256:"), "{line}");
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok(cargohold(&root, &["--json", "image", "ls"]))).unwrap();
+    assert_eq!(ls[0]["repository"], "demo/app");
+    assert_eq!(ls[0]["tag"], "v1");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(cargohold(&root, &["image", "inspect", "demo/app:v1"]))).unwrap();
+    assert_eq!(
+        inspect["config"]["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    ok(cargohold(
+        &root,
+        &["container", "create", "c", "--image", "demo/app:v1"],
+    ));
+    let dir = std::path::PathBuf::from(ok(cargohold(&root, &["container", "mount", "c"])));
+    assert_eq!(
+        std::fs::read(dir.join("etc/motd")).unwrap(),
+        b"from umoci\n"
+    );
+    std::fs::write(dir.join("etc/added"), b"by the test\n").unwrap();
+    ok(cargohold(&root, &["container", "unmount", "c"]));
+    ok(cargohold(
+        &root,
+        &["container", "commit", "c", "demo/app:v2"],
+    ));
+    let out = tmp.path().join("out");
+    ok(cargohold(
+        &root,
+        &[
+            "image",
+            "export",
+            "demo/app:v2",
+            &format!("oci:{}:v2", out.display()),
+        ],
+    ));
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:v2", out.display()),
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        m["layers"].as_array().unwrap().len(),
+        2,
+        "the base layer plus the committed one"
+    );
+    let bundle = tmp.path().join("bundle");
+    run(Command::new("umoci").args([
+        "unpack",
+        "--image",
+        &format!("{}:v2", out.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/etc/added")).unwrap(),
+        b"by the test\n"
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/etc/motd")).unwrap(),
+        b"from umoci\n"
+    );
+    let tags = ok(cargohold(&root, &["registry", "tags", "demo/app"]));
+    assert_eq!(tags.lines().skip(1).collect::<Vec<_>>(), vec!["v1", "v2"]);
+    ok(cargohold(&root, &["image", "rm", "demo/app:v1"]));
+    let o = cargohold(&root, &["image", "inspect", "demo/app:v1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[not_found]"));
+}
+
+#[test]
+fn bad_sources_and_names_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let o = cargohold(&root, &["image", "import", "ftp://nowhere"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown source form is a usage error"
+    );
+    let o = cargohold(
+        &root,
+        &["image", "import", "oci:/nonexistent/layout:t", "x/y:z"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[not_found]"));
+    let o = cargohold(&root, &["image", "inspect", "UPPER/case:t"]);
+    assert_eq!(o.status.code(), Some(2));
+    let catalog = ok(cargohold(&root, &["--json", "registry", "catalog"]));
+    assert_eq!(catalog, "[]", "nothing half-imported");
+}
