@@ -45,6 +45,23 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
+step "corpus: a debootstrap root filesystem and a multi-layer image made by umoci, skopeo and registry:2"
+# The interop tests compare with what real tools produce from a real root filesystem.
+# shared/corpus/make-corpus.sh sits beside the repository in CI; elsewhere point
+# CARGOHOLD_CORPUS at a corpus built with it, or the corpus comparisons say they did not run.
+corpus_script=../shared/corpus/make-corpus.sh
+if [ -z "${CARGOHOLD_CORPUS:-}" ] && [ -f "$corpus_script" ]; then
+  export CARGOHOLD_CORPUS="$PWD/target/corpus"
+  CORPUS="$CARGOHOLD_CORPUS" BIG_MB=32 SKIP_PODMAN=1 bash "$corpus_script" > target/corpus.log 2>&1 \
+    || { tail -30 target/corpus.log; exit 1; }
+fi
+if [ -n "${CARGOHOLD_CORPUS:-}" ]; then
+  export CARGOHOLD_REQUIRE_CORPUS=1
+  echo "corpus at $CARGOHOLD_CORPUS"
+else
+  echo "no corpus: the corpus comparisons will report that they did not run"
+fi
+
 step "cargo test (all crates, all features, as root)"
 cargo test --workspace --all-features --no-fail-fast
 
