@@ -51,6 +51,7 @@ step "corpus: a debootstrap root filesystem and a multi-layer image made by umoc
 # CARGOHOLD_CORPUS at a corpus built with it, or the corpus comparisons say they did not run.
 corpus_script=../shared/corpus/make-corpus.sh
 if [ -z "${CARGOHOLD_CORPUS:-}" ] && [ -f "$corpus_script" ]; then
+  mkdir -p target
   export CARGOHOLD_CORPUS="$PWD/target/corpus"
   CORPUS="$CARGOHOLD_CORPUS" BIG_MB=32 SKIP_PODMAN=1 bash "$corpus_script" > target/corpus.log 2>&1 \
     || { tail -30 target/corpus.log; exit 1; }
