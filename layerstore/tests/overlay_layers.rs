@@ -1,6 +1,7 @@
 //! Without this, layers applied in overlay form could stop composing: a whiteout or an
 //! opaque directory in an upper layer would no longer hide what the layers below hold
-//! once the kernel stacks them, or would be stored in a form overlay does not read.
+//! once the kernel stacks them, or would be stored in a form overlay does not read; and a
+//! container's diff read from its upper dir would stop giving the OCI `.wh.` form.
 
 use std::fs;
 use std::io::Cursor;
@@ -135,6 +136,58 @@ fn stack(userxattr: bool) {
     });
     store.unmount(&at).unwrap();
     seen.unwrap();
+    assert!(
+        layerstore::mounts::mounts_below(tmp.path())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A deletion and a new file in a container come out of its upper dir alone as an OCI
+/// diff: a `.wh.` entry and the file, nothing from the lowers.
+#[test]
+fn diff_of_the_upper_dir_holds_the_change_only() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts and must run as root"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LayerStore::open_with(tmp.path().join("store"), Box::new(Overlay::new())).unwrap();
+    let base = tar_of(&[("a", Some(b"a")), ("gone", Some(b"g"))]);
+    let l1 = store
+        .apply_layer(&mut Cursor::new(base), None, &ApplyOptions::default())
+        .unwrap();
+    let mounts = store
+        .prepare_container("c", Some(&l1.chain_id), Default::default())
+        .unwrap();
+    let at = tmp.path().join("mnt");
+    fs::create_dir(&at).unwrap();
+    store.mount("c", &at).unwrap();
+    let w = fs::remove_file(at.join("gone")).and_then(|()| fs::write(at.join("new"), "n"));
+    store.unmount(&at).unwrap();
+    w.unwrap();
+
+    let upper = mounts[0]
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("an upperdir option");
+    let upper = cargohold_core::Root::open(upper, cargohold_core::Confine::InRoot).unwrap();
+    let lower =
+        cargohold_core::Root::open(&mounts[0].lowerdirs[0], cargohold_core::Confine::InRoot)
+            .unwrap();
+    let mut out = Vec::new();
+    layerstore::archive::export_overlay_upper(&upper, &[&lower], false, &mut out).unwrap();
+    let mut names: Vec<String> = tar::Archive::new(&out[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .map(|n| n.trim_start_matches("./").to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".wh.gone", "new"]);
+    layerstore::Driver::remove(&store, "c").unwrap();
     assert!(
         layerstore::mounts::mounts_below(tmp.path())
             .unwrap()
