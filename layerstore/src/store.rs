@@ -243,14 +243,14 @@ impl LayerStore {
     pub fn diff(&self, key: &str, out: &mut dyn Write) -> Result<(Digest, u64)> {
         let rec = self.snaps.get(key)?;
         let roots = self.snaps.content_roots(&rec)?;
-        layer_tar::export(&roots[0], roots.get(1), self.snaps.backend().layout(), out)
+        layer_tar::export(&roots[0], &roots[1..], self.snaps.backend().layout(), out)
     }
 
     /// The paths the active snapshot `key` changed against its parent, sorted.
     pub fn changes(&self, key: &str) -> Result<Vec<layer_tar::Change>> {
         let rec = self.snaps.get(key)?;
         let roots = self.snaps.content_roots(&rec)?;
-        layer_tar::changes(&roots[0], roots.get(1), self.snaps.backend().layout())
+        layer_tar::changes(&roots[0], &roots[1..], self.snaps.backend().layout())
     }
 
     /// Commit the container `key` into a new layer (its diff becomes the layer's tar) and
