@@ -98,12 +98,13 @@ pub fn open(ctx: &Ctx) -> Result<LayerStore> {
     LayerStore::open(stores::layers_dir(ctx), driver_choice())
 }
 
-/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; vfs otherwise (overlay becomes the
-/// default for root once layers can be applied in overlay form).
+/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; otherwise overlay as root (kernel
+/// overlayfs), vfs for an unprivileged user.
 pub fn driver_choice() -> DriverChoice {
     match std::env::var("CARGOHOLD_DRIVER").as_deref() {
         Ok("vfs") => DriverChoice::Vfs,
         Ok("overlay") => DriverChoice::Overlay,
+        _ if rustix::process::geteuid().is_root() => DriverChoice::Overlay,
         _ => DriverChoice::Vfs,
     }
 }
@@ -318,46 +319,19 @@ pub fn container(ctx: &Ctx, cmd: ContainerCmd) -> Result<()> {
     Ok(())
 }
 
-/// The changes of container `name` as (`A`|`C`|`D`, path), from its exported diff, as
-/// `docker diff` prints them: a whiteout is a deletion, an entry that exists below the
-/// container is a change, anything else an addition.
+/// The changes of container `name` as (`A`|`C`|`D`, path), as `docker diff` prints them.
 pub fn container_changes(store: &LayerStore, name: &str) -> Result<Vec<(char, String)>> {
-    let mut tar = Vec::new();
-    store.diff(name, &mut tar)?;
-    let rec = store.snapshots().get(name)?;
-    let roots = store.snapshots().content_roots(&rec)?;
-    let below = &roots[1.min(roots.len())..];
-    let mut out = Vec::new();
-    let mut archive = tar::Archive::new(&tar[..]);
-    for entry in archive.entries().map_err(|e| Error::io("diff", name, e))? {
-        let entry = entry.map_err(|e| Error::io("diff", name, e))?;
-        let path = entry
-            .path()
-            .map_err(|e| Error::io("diff", name, e))?
-            .into_owned();
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if file == ".wh..wh..opq" {
-            continue;
-        }
-        if let Some(deleted) = file.strip_prefix(".wh.") {
-            out.push(('D', format!("/{}", parent.join(deleted).display())));
-            continue;
-        }
-        let mut existed = false;
-        for root in below {
-            if root.exists(&path)? {
-                existed = true;
-                break;
-            }
-        }
-        out.push((
-            if existed { 'C' } else { 'A' },
-            format!("/{}", path.display()),
-        ));
-    }
-    Ok(out)
+    use layerstore::archive::ChangeKind;
+    Ok(store
+        .changes(name)?
+        .into_iter()
+        .map(|c| {
+            let k = match c.kind {
+                ChangeKind::Added => 'A',
+                ChangeKind::Modified => 'C',
+                ChangeKind::Deleted => 'D',
+            };
+            (k, format!("/{}", c.path.display()))
+        })
+        .collect())
 }
