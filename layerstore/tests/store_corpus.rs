@@ -57,6 +57,10 @@ fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
     let Some(corpus) = corpus() else {
         // Not a skip in disguise: without a corpus there is nothing to compare against.
         // CI sets CARGOHOLD_CORPUS where it has built one.
+        assert!(
+            std::env::var_os("CARGOHOLD_REQUIRE_CORPUS").is_none(),
+            "CARGOHOLD_REQUIRE_CORPUS is set (the test command built a corpus) but CARGOHOLD_CORPUS is not"
+        );
         eprintln!("CARGOHOLD_CORPUS is not set; nothing to compare");
         return;
     };

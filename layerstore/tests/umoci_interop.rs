@@ -204,6 +204,10 @@ fn our_exported_diff_unpacks_identically_in_umoci() {
 #[test]
 fn corpus_layers_match_umoci_unpack_when_a_corpus_is_given() {
     let Some(corpus) = std::env::var_os("CARGOHOLD_CORPUS") else {
+        assert!(
+            std::env::var_os("CARGOHOLD_REQUIRE_CORPUS").is_none(),
+            "CARGOHOLD_REQUIRE_CORPUS is set (the test command built a corpus) but CARGOHOLD_CORPUS is not"
+        );
         eprintln!("CARGOHOLD_CORPUS not set: the corpus comparison is not run");
         return;
     };

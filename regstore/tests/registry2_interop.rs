@@ -358,6 +358,10 @@ fn upload_started_by_registry2_resumes_in_regstore() {
 #[test]
 fn corpus_registry_root_reads_back_verified() {
     let Some(corpus) = std::env::var_os("CARGOHOLD_CORPUS") else {
+        assert!(
+            std::env::var_os("CARGOHOLD_REQUIRE_CORPUS").is_none(),
+            "CARGOHOLD_REQUIRE_CORPUS is set (the test command built a corpus) but CARGOHOLD_CORPUS is not"
+        );
         eprintln!("CARGOHOLD_CORPUS not set: the corpus check is not run");
         return;
     };
