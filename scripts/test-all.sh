@@ -77,7 +77,7 @@ python3 -m venv "$venv"
 
 step "quick start (the README's main job), on a scratch root"
 demo_root=$(mktemp -d)
-CARGOHOLD_ROOT="$demo_root" bash scripts/quickstart.sh
+CARGOHOLD_ROOT="$demo_root" CARGOHOLD_BUILD_PROFILE=dev bash scripts/quickstart.sh
 rm -rf "$demo_root"
 
 step "no mount left behind under the build tree"
