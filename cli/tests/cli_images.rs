@@ -3,38 +3,10 @@
 //! could be half-imported.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn cargohold(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cargohold"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("CARGOHOLD_DRIVER", "vfs")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?} could not start (is it installed?): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod support;
+use support::{cargohold, ok, run};
 
 /// A one-layer image made by umoci (unpack, change, repack), tagged `t`.
 fn umoci_image(base: &Path) -> String {

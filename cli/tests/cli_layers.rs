@@ -2,21 +2,9 @@
 //! cannot tell apart, or lose track of layers and containers between invocations.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn cargohold(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cargohold"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("CARGOHOLD_DRIVER", "vfs")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
+mod support;
+use support::{cargohold, stdout};
 
 fn layer_tar(dir: &Path) -> std::path::PathBuf {
     let mut b = tar::Builder::new(Vec::new());

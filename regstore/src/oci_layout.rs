@@ -48,6 +48,16 @@ fn layout_err(dir: &Path, why: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidArgument, "oci layout", dir.display(), why)
 }
 
+/// The config and layer descriptors of an image manifest.
+fn blob_descriptors(v: &Value) -> impl Iterator<Item = &Value> {
+    std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten())
+}
+
+/// The `org.opencontainers.image.ref.name` of an `index.json` entry.
+fn ref_name_of(entry: &Value) -> Option<&str> {
+    entry.get("annotations")?.get(REF_NAME)?.as_str()
+}
+
 fn blob_path(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm(), d.hex())
 }
@@ -91,11 +101,7 @@ fn pick(root: &Root, dir: &Path, ref_name: Option<&str>) -> Result<Value> {
         .get("manifests")
         .and_then(Value::as_array)
         .ok_or_else(|| layout_err(dir, "index.json has no manifests"))?;
-    let named = |e: &&Value| {
-        e.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-            .and_then(Value::as_str)
-            == ref_name
-    };
+    let named = |e: &&Value| ref_name_of(e) == ref_name;
     let found: Vec<&Value> = match ref_name {
         Some(_) => entries.iter().filter(named).collect(),
         None => entries.iter().collect(),
@@ -205,9 +211,7 @@ fn import_manifest(
             )?;
         }
     } else {
-        let blobs =
-            std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten());
-        for b in blobs {
+        for b in blob_descriptors(&v) {
             let (d, s, _) = descriptor(b)?;
             import_blob(reg, root, repo, &d, s, t)?;
             progress(&d, s);
@@ -294,11 +298,7 @@ pub fn export(
         .get_mut("manifests")
         .and_then(Value::as_array_mut)
         .ok_or_else(|| layout_err(dir, "index.json has no manifests"))?;
-    entries.retain(|e| {
-        e.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-            .and_then(Value::as_str)
-            != Some(ref_name)
-    });
+    entries.retain(|e| ref_name_of(e) != Some(ref_name));
     entries.push(json!({
         "mediaType": top.media_type.as_str(),
         "digest": top.digest.to_string(),
@@ -335,9 +335,7 @@ fn export_manifest(
             export_manifest(reg, root, repo, &d.to_string(), t, progress, depth + 1)?;
         }
     } else {
-        let blobs =
-            std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten());
-        for b in blobs {
+        for b in blob_descriptors(&v) {
             let (d, s, _) = descriptor(b)?;
             export_blob(reg, root, repo, &d, s, t)?;
             progress(&d, s);
