@@ -293,3 +293,18 @@ fn sparse_gnu_entries_are_expanded() {
         std::fs::read(src.join("holes")).unwrap()
     );
 }
+
+#[test]
+fn whiteouts_under_a_directory_turned_file_are_no_ops() {
+    // umoci writes these when a layer replaces a directory by a file.
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("target/doc/pkg")).unwrap();
+    std::fs::write(s.path().join("target/doc/pkg/changelog"), b"old").unwrap();
+    let mut t = TarMaker::new();
+    t.file("doc/pkg", b"now a file")
+        .file_raw(b"doc/pkg/.wh.changelog", 0, b"")
+        .file_raw(b"missing/dir/.wh.x", 0, b"");
+    archive::apply(&t.finish()[..], &s.target(), &[], &ApplyOptions::default()).unwrap();
+    assert_eq!(s.target().read("doc/pkg").unwrap(), b"now a file");
+    assert!(!s.target().exists("missing").unwrap());
+}

@@ -670,17 +670,43 @@ impl Applier<'_> {
 
     fn whiteout(&mut self, parent: &Path, name: &OsStr) -> Result<()> {
         let bytes = name.as_bytes();
+        if bytes != WH_OPAQUE {
+            let victim = &bytes[WH_PREFIX.len()..];
+            if victim.is_empty()
+                || victim == b"."
+                || victim == b".."
+                || bytes.starts_with(b".wh..wh.")
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    OP,
+                    parent.join(name).display(),
+                    "malformed whiteout name",
+                ));
+            }
+        }
         let cached = self.cache.as_ref().is_some_and(|(p, _)| p == parent);
         if !cached && !parent.as_os_str().is_empty() {
             // A whiteout under a name that is a file, not a directory, has nothing to
             // delete: umoci writes whiteouts under a directory the same layer turned into
             // a file (the corpus's `usr/share/doc/hostname`). A symlink or a missing name
-            // takes the ordinary, confined path.
-            if let Ok(st) = self.root.metadata(parent) {
-                let kind = FileType::from_raw_mode(st.st_mode);
-                if kind != FileType::Directory && kind != FileType::Symlink {
+            // takes the ordinary, confined path. Removing whiteouts work on a full copy
+            // of the tree, so a missing parent means nothing to delete either; overlay
+            // whiteouts still need the directory in the upper layer.
+            match self.root.metadata(parent) {
+                Ok(st) => {
+                    let kind = FileType::from_raw_mode(st.st_mode);
+                    if kind != FileType::Directory && kind != FileType::Symlink {
+                        return Ok(());
+                    }
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && matches!(self.opts.whiteouts, WhiteoutFormat::Remove) =>
+                {
                     return Ok(());
                 }
+                Err(_) => {}
             }
         }
         let dir = self.take_parent(parent)?;
@@ -719,14 +745,6 @@ impl Applier<'_> {
             };
         }
         let victim = OsStr::from_bytes(&bytes[WH_PREFIX.len()..]);
-        if victim.is_empty() || victim == "." || victim == ".." || bytes.starts_with(b".wh..wh.") {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                OP,
-                parent.join(OsStr::from_bytes(bytes)).display(),
-                "malformed whiteout name",
-            ));
-        }
         let path = parent.join(victim);
         self.clear(dir, victim, &path)?;
         self.this_layer.remove(&path);
