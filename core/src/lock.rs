@@ -112,3 +112,11 @@ impl FileLock {
         Ok(())
     }
 }
+
+/// The lock file's descriptor, e.g. to `fstat` it and check that the name still points at
+/// the file that was locked (a holder may have removed it in between).
+impl std::os::fd::AsFd for FileLock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+}
