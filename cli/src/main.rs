@@ -16,6 +16,7 @@ mod image;
 mod layer;
 mod output;
 mod stores;
+mod volume;
 
 /// cargohold: container storage without a daemon (layers, containers, volumes, images).
 #[derive(Debug, Parser)]
@@ -52,6 +53,9 @@ enum Command {
     /// Container layers: create, mount, diff, commit, remove.
     #[command(subcommand)]
     Container(layer::ContainerCmd),
+    /// Volumes: create, list, inspect, remove, prune, mount, export, import.
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
 }
 
 /// What every command handler gets.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Registry(cmd) => image::registry(&ctx, cmd),
         Command::Layer(cmd) => layer::layer(&ctx, cmd),
         Command::Container(cmd) => layer::container(&ctx, cmd),
+        Command::Volume(cmd) => volume::volume(&ctx, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
