@@ -124,7 +124,16 @@ impl Mounter for Kernel {
     }
 
     fn is_mounted(&self, target: &Path) -> Result<bool> {
-        Ok(mount_points()?.contains(target))
+        // One statx instead of reading the mount table (Linux 5.8+ says whether a
+        // path is the root of a mount); the table where the kernel cannot say.
+        use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+        match rustix::fs::statx(rustix::fs::CWD, target, AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty()) {
+            Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+                Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            _ => Ok(mount_points()?.contains(target)),
+        }
     }
 
     fn make_image(&self, file: &Path, bytes: u64) -> Result<()> {
