@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use cargohold_core::{Digest, Error, Result};
 use layerstore::Labels;
+use volstore::Driver;
 
 use crate::{Ctx, layer};
 
@@ -331,6 +332,34 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         store.unmount(&target)?;
         result
     })?;
+    let vols = r.step("open volume store", || {
+        let d = crate::volume::open(ctx)?;
+        let n = d.names()?.len();
+        Ok((
+            d,
+            format!("Docker's local layout, {n} volumes already there"),
+        ))
+    })?;
+    let vol = format!("demo-data-{}", std::process::id());
+    r.step("create a volume, hold it, write", || {
+        let mut req = volstore::local::CreateRequest::default();
+        req.labels
+            .insert("org.cargohold.demo".to_owned(), "true".to_owned());
+        vols.create_volume(Some(&vol), &req)?;
+        // The container holds the volume under its own name as the mount id.
+        let p = vols.mount(&vol, &name)?;
+        std::fs::write(p.join("state.txt"), b"written by the demo container\n")
+            .map_err(|e| Error::io("write", "state.txt", e))?;
+        Ok(((), format!("{vol} held by {name} at {}", p.display())))
+    })?;
+    r.step("back up the volume", || {
+        let backup = scratch.join("volume.tar");
+        let f =
+            std::fs::File::create(&backup).map_err(|e| Error::io("create", backup.display(), e))?;
+        vols.export(&vol, std::io::BufWriter::new(f))?;
+        let size = std::fs::metadata(&backup).map(|m| m.len()).unwrap_or(0);
+        Ok(((), format!("{} ({} tar)", backup.display(), human(size))))
+    })?;
     r.step("container diff", || {
         let changes = layer::container_changes(&store, &name)?;
         let list: Vec<String> = changes.iter().map(|(k, p)| format!("{k} {p}")).collect();
@@ -387,9 +416,13 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
             for tag in ["v1", "v2"] {
                 reg.untag("demo/app", tag)?;
             }
+            vols.unmount(&vol, &name)?;
+            vols.remove_volume(&vol, false)?;
             Ok((
                 (),
-                format!("{removed} layers removed, demo/app:v1 and :v2 untagged"),
+                format!(
+                    "{removed} layers removed, demo/app:v1 and :v2 untagged, volume {vol} released and removed"
+                ),
             ))
         })?;
     }
