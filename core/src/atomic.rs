@@ -108,12 +108,14 @@ impl AtomicFile {
         &mut self.file
     }
 
-    fn publish(&mut self, replace: bool) -> Result<()> {
+    fn publish(&mut self, replace: bool, durable: bool) -> Result<()> {
         let name = self.final_name.clone();
         let ctx = name.to_string_lossy().into_owned();
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("fsync", &ctx, e))?;
+        if durable {
+            self.file
+                .sync_all()
+                .map_err(|e| Error::io("fsync", &ctx, e))?;
+        }
         let tmp = match self.named_tmp.take() {
             Some(tmp) => tmp,
             None => {
@@ -144,17 +146,30 @@ impl AtomicFile {
             return Err(e);
         }
         self.done = true;
-        self.dir.sync()
+        if durable { self.dir.sync() } else { Ok(()) }
     }
 
     /// Make the file durable and visible under its name, replacing what was there.
     pub fn commit(mut self) -> Result<()> {
-        self.publish(true)
+        self.publish(true, true)
     }
 
     /// Like [`AtomicFile::commit`], but `AlreadyExists` if the name exists.
     pub fn commit_new(mut self) -> Result<()> {
-        self.publish(false)
+        self.publish(false, true)
+    }
+
+    /// Make the file visible under its name, replacing what was there, without any
+    /// `fsync`: still all-or-nothing if the writer is killed (the rename is atomic), but
+    /// after a power loss the name may be missing, or name an empty or partly written
+    /// file. For records that can be rebuilt or dropped after a reboot.
+    pub fn commit_volatile(mut self) -> Result<()> {
+        self.publish(true, false)
+    }
+
+    /// Like [`AtomicFile::commit_volatile`], but `AlreadyExists` if the name exists.
+    pub fn commit_new_volatile(mut self) -> Result<()> {
+        self.publish(false, false)
     }
 }
 
@@ -191,6 +206,23 @@ pub fn write_new_file(dir: &Dir, name: &OsStr, data: &[u8], mode: u32) -> Result
     f.write_all(data)
         .map_err(|e| Error::io("write", name.to_string_lossy(), e))?;
     f.commit_new()
+}
+
+/// Like [`write_file`] but without `fsync` (see [`AtomicFile::commit_volatile`]):
+/// atomic against a killed writer, not durable against a power loss.
+pub fn write_file_volatile(dir: &Dir, name: &OsStr, data: &[u8], mode: u32) -> Result<()> {
+    let mut f = AtomicFile::new(dir, name, mode)?;
+    f.write_all(data)
+        .map_err(|e| Error::io("write", name.to_string_lossy(), e))?;
+    f.commit_volatile()
+}
+
+/// Like [`write_new_file`] but without `fsync` (see [`AtomicFile::commit_volatile`]).
+pub fn write_new_file_volatile(dir: &Dir, name: &OsStr, data: &[u8], mode: u32) -> Result<()> {
+    let mut f = AtomicFile::new(dir, name, mode)?;
+    f.write_all(data)
+        .map_err(|e| Error::io("write", name.to_string_lossy(), e))?;
+    f.commit_new_volatile()
 }
 
 /// A directory under construction: invisible under its final name until
@@ -239,6 +271,14 @@ impl TempDir {
         self.dir().sync()?;
         self.parent.rename_noreplace(&self.name, to, name)?;
         to.sync()?;
+        Ok(self.dir.take().expect("present until published"))
+    }
+
+    /// Like [`TempDir::publish`] without the two `fsync`s: the rename is atomic against
+    /// a killed builder, but after a power loss the directory may be missing or hold
+    /// only part of what was built. For directories a reboot may lose.
+    pub fn publish_volatile(mut self, to: &Dir, name: &OsStr) -> Result<Dir> {
+        self.parent.rename_noreplace(&self.name, to, name)?;
         Ok(self.dir.take().expect("present until published"))
     }
 }
