@@ -114,6 +114,8 @@ fn unescape(s: &str) -> String {
 
 const MOUNTS_DIR: &str = "mounts";
 const MOUNTS_LOCK: &str = "mounts.lock";
+const RECORD_EXT: &str = ".json";
+const TARGET_EXT: &str = ".target";
 
 /// One entry of the on-disk mount table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -126,22 +128,43 @@ pub struct MountRecord {
     pub count: u64,
 }
 
-/// The mount counts of a store, in `mounts/<h>.json` (one per mounted key), changed
-/// only under `locks/mounts.lock`, so processes mounting one key share one mount and
-/// the last unmount unmounts.
+/// The mount counts of a store, changed only under `locks/mounts.lock`, so processes
+/// mounting one key share one mount and the last unmount unmounts.
+///
+/// On disk, in `mounts/`: `<hk>.json`, the record of the mounted key `k`, and
+/// `<ht>.target`, a symlink to that record's name from its target `t` (both names the
+/// first 40 hex digits of a SHA-256), so a mount, an unmount and a removal each read one
+/// record, never the whole table. A link is made before its record and removed after
+/// it: a record always has its link, and a link without a matching record (left by a
+/// killed process) is ignored and replaced.
+///
+/// Durability: none. Records and links are written temp-then-rename (a killed process
+/// never leaves half a record) but never `fsync`ed: mounts do not survive a reboot, and
+/// [`MountTable::open`] drops every record whose target is no longer a mount point
+/// (checked against `/proc/self/mountinfo`) and every link without its record.
 #[derive(Debug)]
 pub struct MountTable {
     dir: cargohold_core::Dir,
 }
 
+fn hashed(s: &[u8], ext: &str) -> std::ffi::OsString {
+    let d = cargohold_core::Digest::sha256(s);
+    std::ffi::OsString::from(format!("{}{ext}", &d.hex()[..40]))
+}
+
 fn record_name(key: &str) -> std::ffi::OsString {
-    let d = cargohold_core::Digest::sha256(key.as_bytes());
-    std::ffi::OsString::from(format!("{}.json", &d.hex()[..40]))
+    hashed(key.as_bytes(), RECORD_EXT)
+}
+
+fn target_name(target: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    hashed(target.as_os_str().as_bytes(), TARGET_EXT)
 }
 
 impl MountTable {
     /// Open the table of `snaps`' store, dropping records whose mounts are gone (their
-    /// holder died and something else unmounted them, or the machine rebooted).
+    /// holder died and something else unmounted them, or the machine rebooted) and
+    /// target links without their record, and linking records that lack one.
     pub fn open(snaps: &crate::snapshots::Snapshots) -> Result<MountTable> {
         let dir = snaps
             .root()
@@ -150,9 +173,21 @@ impl MountTable {
         let t = MountTable { dir };
         let _lock = t.lock(snaps)?;
         cargohold_core::atomic::clean_stale(&t.dir)?;
+        let mut linked = std::collections::HashSet::new();
         for (file, rec) in t.records()? {
             if !is_mount_point(&rec.target)? {
                 t.dir.remove_file(&file)?;
+                continue;
+            }
+            let link = target_name(&rec.target);
+            if t.linked(&link)?.as_ref() != Some(&file) {
+                t.link(&link, &file)?;
+            }
+            linked.insert(link);
+        }
+        for (name, _) in t.dir.entries()? {
+            if name.to_string_lossy().ends_with(TARGET_EXT) && !linked.contains(&name) {
+                t.dir.remove_file(&name)?;
             }
         }
         Ok(t)
@@ -170,7 +205,9 @@ impl MountTable {
     fn records(&self) -> Result<Vec<(std::ffi::OsString, MountRecord)>> {
         let mut out = Vec::new();
         for (name, _) in self.dir.entries()? {
-            if cargohold_core::atomic::is_temp_name(&name) {
+            if cargohold_core::atomic::is_temp_name(&name)
+                || !name.to_string_lossy().ends_with(RECORD_EXT)
+            {
                 continue;
             }
             if let Some(rec) = self.read(&name)? {
@@ -202,7 +239,36 @@ impl MountTable {
     fn write(&self, rec: &MountRecord) -> Result<()> {
         let data = serde_json::to_vec(rec)
             .map_err(|e| Error::new(ErrorKind::Io, "write mount record", &rec.key, e))?;
-        cargohold_core::atomic::write_file(&self.dir, &record_name(&rec.key), &data, 0o600)
+        cargohold_core::atomic::write_file_volatile(&self.dir, &record_name(&rec.key), &data, 0o600)
+    }
+
+    /// The record file the target link `link` points at, if the link exists.
+    fn linked(&self, link: &std::ffi::OsStr) -> Result<Option<std::ffi::OsString>> {
+        match self.dir.read_link(link) {
+            Ok(p) => Ok(Some(p.into_os_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Point the target link `link` at `file`, replacing a stale link.
+    fn link(&self, link: &std::ffi::OsStr, file: &std::ffi::OsStr) -> Result<()> {
+        match self.dir.remove_file(link) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.dir.symlink(Path::new(file), link)
+    }
+
+    /// The record mounted at `target` with its file name, through the target link.
+    fn at_target(&self, target: &Path) -> Result<Option<(std::ffi::OsString, MountRecord)>> {
+        let Some(file) = self.linked(&target_name(target))? else {
+            return Ok(None);
+        };
+        Ok(self
+            .read(&file)?
+            .filter(|r| r.target == target && record_name(&r.key) == file)
+            .map(|r| (file, r)))
     }
 
     /// Whether `key` is mounted through the table.
@@ -222,7 +288,8 @@ impl MountTable {
             std::fs::canonicalize(target).map_err(|e| Error::io("mount", target.display(), e))?;
         let _lock = self.lock(snaps)?;
         snaps.get(key)?;
-        if let Some(mut rec) = self.read(&record_name(key))? {
+        let file = record_name(key);
+        if let Some(mut rec) = self.read(&file)? {
             if rec.target != target {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -234,7 +301,7 @@ impl MountTable {
             rec.count += 1;
             return self.write(&rec);
         }
-        if self.records()?.iter().any(|(_, r)| r.target == target) {
+        if self.at_target(&target)?.is_some() {
             return Err(Error::new(
                 ErrorKind::InUse,
                 "mount",
@@ -242,7 +309,12 @@ impl MountTable {
                 "another key is mounted there",
             ));
         }
-        mount_all(mounts, &target)?;
+        let link = target_name(&target);
+        self.link(&link, &file)?;
+        if let Err(e) = mount_all(mounts, &target) {
+            let _ = self.dir.remove_file(&link);
+            return Err(e);
+        }
         let rec = MountRecord {
             key: key.to_owned(),
             target: target.clone(),
@@ -250,6 +322,7 @@ impl MountTable {
         };
         if let Err(e) = self.write(&rec) {
             let _ = unmount(&target);
+            let _ = self.dir.remove_file(&link);
             return Err(e);
         }
         Ok(())
@@ -260,11 +333,7 @@ impl MountTable {
         let target =
             std::fs::canonicalize(target).map_err(|e| Error::io("unmount", target.display(), e))?;
         let _lock = self.lock(snaps)?;
-        let Some((file, mut rec)) = self
-            .records()?
-            .into_iter()
-            .find(|(_, r)| r.target == target)
-        else {
+        let Some((file, mut rec)) = self.at_target(&target)? else {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 "unmount",
@@ -278,7 +347,7 @@ impl MountTable {
         }
         unmount(&target)?;
         self.dir.remove_file(&file)?;
-        self.dir.sync()
+        self.dir.remove_file(&target_name(&target))
     }
 }
 

@@ -6,14 +6,36 @@
 //! - `snapshots/<id>/`: one directory per snapshot, `<id>` 16 random hex digits, laid
 //!   out by the [`Backend`]; a snapshot under construction is a locked `.tmp-*`
 //!   directory next to them, renamed into place when complete;
-//! - `meta/<h>.json`: one record per snapshot, `<h>` the first 40 hex digits of the
-//!   SHA-256 of its key or name, written with `atomic::write_new_file`;
+//! - `meta/<h>.json`: the record of each committed snapshot (layers included), `<h>` the
+//!   first 40 hex digits of the SHA-256 of its name;
+//! - `active/<h>.json`: the record of each active snapshot and view, named the same way;
+//! - `children/<hp>/<hc>`: an empty marker per snapshot `c` with parent `p`, so a removal
+//!   finds children by listing one small directory instead of reading every record;
 //! - `locks/store.lock`: taken exclusively only for short metadata updates (a check,
 //!   a rename, a small JSON write), never while files are copied or extracted.
 //!
-//! Publication order: data first (rename of the built directory), record second, both
-//! under the store lock; removal in the reverse order. So a record always points at a
-//! complete directory, and [`Snapshots::open`] removes directories without records.
+//! Publication order: data first (rename of the built directory), child marker second,
+//! record last, all under the store lock; removal in the reverse order. So a record
+//! always points at a complete directory and is always indexed under its parent, and
+//! [`Snapshots::open`] removes directories without records.
+//!
+//! # What is durable when
+//! Every write is temp-then-rename, so a killed process (`SIGKILL`, a panic) never leaves
+//! a half-written record or half-built directory visible, whatever the kind. Durability
+//! against a power loss or kernel crash differs by kind:
+//! - **Committed snapshots** (layers, commits) are `fsync`ed before the call returns:
+//!   the built directory and its parent directory, then the record and `meta/`. A commit
+//!   of a container first `fsync`s the container's directory entry, which its prepare
+//!   did not. A removal of a committed snapshot `fsync`s `meta/` after deleting the record.
+//! - **Active snapshots and views** (containers) are *not* `fsync`ed at all: not their
+//!   directory, not their record, not their removal. After a power loss a container may
+//!   be gone, come back after its removal, or have a record that is empty or cut short;
+//!   [`Snapshots::open`] drops an unreadable `active/` record and its directory (an
+//!   unreadable `meta/` record stays an error: that is corruption, not a lost write).
+//! - **Child markers** are never `fsync`ed: [`Snapshots::open`] rebuilds them from the
+//!   records (adding missing ones, dropping stale ones), and a removal that finds a
+//!   marker checks the child's record before refusing, dropping the marker of a child
+//!   that no longer names it (what a process killed mid-removal leaves).
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -24,10 +46,14 @@ use cargohold_core::{Confine, Digest, Dir, Error, ErrorKind, FileLock, LockMode,
 use serde::{Deserialize, Serialize};
 
 use crate::drivers::{Backend, CONTENT_DIR, SnapshotDir};
+
+mod children;
 use crate::{Info, Kind, Labels, Mount, Usage};
 
 const SNAPSHOTS: &str = "snapshots";
 const META: &str = "meta";
+const ACTIVE: &str = "active";
+const CHILDREN: &str = "children";
 const LOCKS: &str = "locks";
 const STORE_LOCK: &str = "store.lock";
 /// The longest key or name accepted.
@@ -106,6 +132,8 @@ pub struct Snapshots {
     root: Root,
     snaps: Dir,
     meta: Dir,
+    active: Dir,
+    children: Dir,
     locks: Dir,
     backend: Box<dyn Backend>,
 }
@@ -123,9 +151,18 @@ pub fn validate_key(op: &'static str, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// The 40 hex digits naming `key`'s record and child marker.
+pub(crate) fn key_hash(key: &str) -> String {
+    Digest::sha256(key.as_bytes()).hex()[..40].to_owned()
+}
+
 fn meta_name(key: &str) -> OsString {
-    let d = Digest::sha256(key.as_bytes());
-    OsString::from(format!("{}.json", &d.hex()[..40]))
+    OsString::from(format!("{}.json", key_hash(key)))
+}
+
+/// Whether a record of `kind` is kept durably (in `meta/`) or not (in `active/`).
+fn durable(kind: Kind) -> bool {
+    kind == Kind::Committed
 }
 
 fn now() -> u64 {
@@ -133,6 +170,15 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+fn read_record_file(dir: &Dir, file: &OsStr) -> Result<Record> {
+    let mut f = dir.open_file(file, rustix::fs::OFlags::RDONLY)?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut buf)
+        .map_err(|e| Error::io("read record", file.to_string_lossy(), e))?;
+    serde_json::from_slice(&buf)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, "read record", file.to_string_lossy(), e))
 }
 
 fn not_found(op: &'static str, key: &str) -> Error {
@@ -149,11 +195,15 @@ impl Snapshots {
         let root = Root::open(path, Confine::Beneath)?;
         let snaps = root.dir().mkdir_open(OsStr::new(SNAPSHOTS), 0o700)?;
         let meta = root.dir().mkdir_open(OsStr::new(META), 0o700)?;
+        let active = root.dir().mkdir_open(OsStr::new(ACTIVE), 0o700)?;
+        let children = root.dir().mkdir_open(OsStr::new(CHILDREN), 0o700)?;
         let locks = root.dir().mkdir_open(OsStr::new(LOCKS), 0o700)?;
         let s = Snapshots {
             root,
             snaps,
             meta,
+            active,
+            children,
             locks,
             backend,
         };
@@ -164,23 +214,32 @@ impl Snapshots {
     fn recover(&self) -> Result<()> {
         let _lock = self.lock()?;
         atomic::clean_stale(&self.meta)?;
+        atomic::clean_stale(&self.active)?;
         atomic::clean_stale(&self.snaps)?;
-        let records = self.records()?;
+        let records = self.scan(true)?;
         let mut live = std::collections::HashSet::new();
-        for (file, rec) in &records {
+        let mut markers: std::collections::HashMap<String, std::collections::HashSet<String>> =
+            std::collections::HashMap::new();
+        for (dir, file, rec) in &records {
             let superseded = rec.kind != Kind::Committed
                 && records
                     .iter()
-                    .any(|(_, o)| o.id == rec.id && o.kind == Kind::Committed);
+                    .any(|(_, _, o)| o.id == rec.id && o.kind == Kind::Committed);
             let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
                 Ok(_) => false,
                 Err(e) if e.kind() == ErrorKind::NotFound => true,
                 Err(e) => return Err(e),
             };
             if superseded || missing {
-                self.meta.remove_file(file)?;
+                dir.remove_file(file)?;
             } else {
                 live.insert(OsString::from(&rec.id));
+                if let Some(p) = &rec.parent {
+                    markers
+                        .entry(key_hash(p))
+                        .or_default()
+                        .insert(key_hash(&rec.name));
+                }
             }
         }
         for (name, _) in self.snaps.entries()? {
@@ -188,6 +247,7 @@ impl Snapshots {
                 self.snaps.remove_all(&name)?;
             }
         }
+        self.reindex_children(&markers)?;
         self.meta.sync()?;
         self.snaps.sync()
     }
@@ -212,39 +272,60 @@ impl Snapshots {
         FileLock::lock(&self.locks, OsStr::new(STORE_LOCK), LockMode::Exclusive)
     }
 
-    fn records(&self) -> Result<Vec<(OsString, Record)>> {
+    /// The directory holding records of `kind`.
+    fn records_dir(&self, kind: Kind) -> &Dir {
+        if durable(kind) {
+            &self.meta
+        } else {
+            &self.active
+        }
+    }
+
+    /// Every record with its file name. With `drop_unreadable`, an `active/` record that
+    /// does not parse (a container record cut short by a power loss) is removed instead
+    /// of failing; called so only by [`Snapshots::open`] under the store lock.
+    fn scan(&self, drop_unreadable: bool) -> Result<Vec<(&Dir, OsString, Record)>> {
         let mut out = Vec::new();
-        for (name, _) in self.meta.entries()? {
-            if atomic::is_temp_name(&name) {
-                continue;
-            }
-            match self.read_record_file(&name) {
-                Ok(r) => out.push((name, r)),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        for dir in [&self.meta, &self.active] {
+            for (name, _) in dir.entries()? {
+                if atomic::is_temp_name(&name) {
+                    continue;
+                }
+                match read_record_file(dir, &name) {
+                    Ok(r) => out.push((dir, name, r)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e)
+                        if drop_unreadable
+                            && e.kind() == ErrorKind::Corrupt
+                            && std::ptr::eq(dir, &self.active) =>
+                    {
+                        dir.remove_file(&name)?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)
     }
 
-    fn read_record_file(&self, file: &OsStr) -> Result<Record> {
-        let mut f = self.meta.open_file(file, rustix::fs::OFlags::RDONLY)?;
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut buf)
-            .map_err(|e| Error::io("read record", file.to_string_lossy(), e))?;
-        serde_json::from_slice(&buf)
-            .map_err(|e| Error::new(ErrorKind::Corrupt, "read record", file.to_string_lossy(), e))
+    /// The record stored as `file` (active ones first), if any.
+    fn find_file(&self, file: &OsStr) -> Result<Option<Record>> {
+        for dir in [&self.active, &self.meta] {
+            match read_record_file(dir, file) {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// The record of `key`, `NotFound` if none.
     pub fn get(&self, key: &str) -> Result<Record> {
         validate_key("stat", key)?;
         let rec = self
-            .read_record_file(&meta_name(key))
-            .map_err(|e| match e.kind() {
-                ErrorKind::NotFound => not_found("stat", key),
-                _ => e,
-            })?;
+            .find_file(&meta_name(key))?
+            .ok_or_else(|| not_found("stat", key))?;
         if rec.name != key {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -266,7 +347,7 @@ impl Snapshots {
 
     /// Every record.
     pub fn all(&self) -> Result<Vec<Record>> {
-        Ok(self.records()?.into_iter().map(|(_, r)| r).collect())
+        Ok(self.scan(false)?.into_iter().map(|(_, _, r)| r).collect())
     }
 
     /// The committed chain below `parent`, nearest first.
@@ -382,20 +463,41 @@ impl Snapshots {
             usage: usage.map(|u| (u.size, u.inodes)),
             layer,
         };
-        build.tmp.publish(&self.snaps, OsStr::new(&build.id))?;
-        self.write_record(&rec, true)?;
+        if durable(kind) {
+            build.tmp.publish(&self.snaps, OsStr::new(&build.id))?;
+        } else {
+            build
+                .tmp
+                .publish_volatile(&self.snaps, OsStr::new(&build.id))?;
+        }
+        if let Some(p) = &rec.parent {
+            self.add_child(p, name)?;
+        }
+        self.write_record(&rec)?;
         Ok(rec)
     }
 
-    fn write_record(&self, rec: &Record, new: bool) -> Result<()> {
+    /// Write the new record `rec`: durably in `meta/` when committed, without `fsync` in
+    /// `active/` otherwise (see the module docs). `AlreadyExists` if present.
+    fn write_record(&self, rec: &Record) -> Result<()> {
         let data = serde_json::to_vec_pretty(rec)
             .map_err(|e| Error::new(ErrorKind::Io, "write record", &rec.name, e))?;
         let file = meta_name(&rec.name);
-        if new {
+        if durable(rec.kind) {
             atomic::write_new_file(&self.meta, &file, &data, 0o600)
         } else {
-            atomic::write_file(&self.meta, &file, &data, 0o600)
+            atomic::write_new_file_volatile(&self.active, &file, &data, 0o600)
         }
+    }
+
+    /// Delete `rec`'s record; a committed one durably.
+    fn delete_record(&self, rec: &Record) -> Result<()> {
+        let dir = self.records_dir(rec.kind);
+        dir.remove_file(&meta_name(&rec.name))?;
+        if durable(rec.kind) {
+            dir.sync()?;
+        }
+        Ok(())
     }
 
     fn usage_of(&self, id: &str, path: &Path, dir: &Dir) -> Result<Usage> {
@@ -493,8 +595,9 @@ impl Snapshots {
         let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
         let usage = self.usage_of(&rec.id, &path, &dir)?;
         let _lock = self.lock()?;
+        let first_id = rec.id;
         let rec = self.get(key)?;
-        if rec.kind != Kind::Active {
+        if rec.kind != Kind::Active || rec.id != first_id {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 "commit",
@@ -510,6 +613,10 @@ impl Snapshots {
                 "name taken",
             ));
         }
+        // The container's directory was published without `fsync` (see the module docs):
+        // make it as durable as a layer's before a durable record names it.
+        dir.sync()?;
+        self.snaps.sync()?;
         let new = Record {
             name: name.to_owned(),
             kind: Kind::Committed,
@@ -523,9 +630,15 @@ impl Snapshots {
             layer,
             ..rec.clone()
         };
-        self.write_record(&new, true)?;
-        self.meta.remove_file(&meta_name(key))?;
-        self.meta.sync()?;
+        if let Some(p) = &new.parent {
+            self.add_child(p, name)?;
+        }
+        self.write_record(&new)?;
+        // Killed from here on, the active record is superseded and dropped on open.
+        self.active.remove_file(&meta_name(key))?;
+        if let Some(p) = &rec.parent {
+            self.drop_child(p, key)?;
+        }
         Ok(new)
     }
 
@@ -534,23 +647,21 @@ impl Snapshots {
         validate_key("remove", key)?;
         let lock = self.lock()?;
         let rec = self.get(key)?;
-        if let Some(child) = self
-            .all()?
-            .iter()
-            .find(|r| r.parent.as_deref() == Some(key))
-        {
+        if let Some(child) = self.live_child(key)? {
             return Err(Error::new(
                 ErrorKind::InUse,
                 "remove",
                 key,
-                format!("{} is a child", child.name),
+                format!("{child} is a child"),
             ));
         }
         if busy(&rec)? {
             return Err(Error::new(ErrorKind::InUse, "remove", key, "mounted"));
         }
-        self.meta.remove_file(&meta_name(key))?;
-        self.meta.sync()?;
+        self.delete_record(&rec)?;
+        if let Some(p) = &rec.parent {
+            self.drop_child(p, key)?;
+        }
         // An unlocked `.tmp-` name: if we die before removing it, the next open does.
         let doomed = OsString::from(format!(
             "{}{}",
@@ -581,7 +692,14 @@ impl Snapshots {
     /// in the store's directories.
     pub fn leftovers(&self) -> Result<Vec<OsString>> {
         let mut out = Vec::new();
-        for d in [&self.snaps, &self.meta, &self.locks, self.root.dir()] {
+        for d in [
+            &self.snaps,
+            &self.meta,
+            &self.active,
+            &self.children,
+            &self.locks,
+            self.root.dir(),
+        ] {
             out.extend(
                 d.entries()?
                     .into_iter()
