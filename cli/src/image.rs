@@ -98,13 +98,9 @@ fn parse_oci(s: &str) -> Result<(PathBuf, Option<String>)> {
     }
 }
 
-fn progress_printer() -> impl FnMut(&Digest, u64) {
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    move |d: &Digest, size: u64| {
-        if tty {
-            eprintln!("  {} {} bytes", &d.to_string()[..19], size);
-        }
-    }
+/// A progress bar advanced once per blob (drawn only on a terminal).
+fn blob_progress(bar: &mut crate::progress::Bar) -> impl FnMut(&Digest, u64) + '_ {
+    move |_: &Digest, size: u64| bar.advance(size, true)
 }
 
 /// Run `cargohold image ...`.
@@ -123,14 +119,16 @@ pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
                     split_ref(&format!("{base}:{}", tag.as_deref().unwrap_or("latest")))?
                 }
             };
+            let mut bar = crate::progress::Bar::new("importing", None);
             let t = oci_layout::import(
                 &reg,
                 &dir,
                 tag.as_deref(),
                 &repo,
                 &tag_to,
-                &mut progress_printer(),
+                &mut blob_progress(&mut bar),
             )?;
+            bar.finish();
             println!(
                 "{repo}:{tag_to} {} ({} blobs copied, {} present, {} bytes)",
                 t.digest, t.blobs_copied, t.blobs_present, t.bytes
@@ -139,14 +137,16 @@ pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
         ImageCmd::Export { name, dest } => {
             let (repo, tag) = split_ref(&name)?;
             let (dir, dtag) = parse_oci(&dest)?;
+            let mut bar = crate::progress::Bar::new("exporting", None);
             let t = oci_layout::export(
                 &reg,
                 &repo,
                 &tag,
                 &dir,
                 dtag.as_deref().unwrap_or(&tag),
-                &mut progress_printer(),
+                &mut blob_progress(&mut bar),
             )?;
+            bar.finish();
             println!(
                 "{} ({} blobs written, {} bytes)",
                 t.digest, t.blobs_copied, t.bytes
@@ -279,6 +279,8 @@ pub fn unpack_layers(reg: &Registry, store: &LayerStore, name: &str) -> Result<V
             "the config's diff_ids do not match the layers",
         ));
     }
+    let total = layers.iter().filter_map(|d| d["size"].as_u64()).sum();
+    let mut bar = crate::progress::Bar::new("unpacking", Some(total));
     let mut out: Vec<Layer> = Vec::new();
     for (desc, diff_id) in layers.iter().zip(diff_ids) {
         let blob = Digest::parse(desc["digest"].as_str().unwrap_or(""))?;
@@ -287,10 +289,16 @@ pub fn unpack_layers(reg: &Registry, store: &LayerStore, name: &str) -> Result<V
             expected_compressed_digest: Some(blob.clone()),
             ..ApplyOptions::default()
         };
-        let mut r = BufReader::with_capacity(1 << 20, reg.blob_reader(&repo, &blob, 0, None)?);
+        let r = BufReader::with_capacity(1 << 20, reg.blob_reader(&repo, &blob, 0, None)?);
+        let mut r = crate::progress::Counting {
+            inner: r,
+            bar: &mut bar,
+        };
         let parent = out.last().map(|l| l.chain_id.clone());
         out.push(store.apply_layer(&mut r, parent.as_ref(), &opts)?);
+        bar.advance(0, true);
     }
+    bar.finish();
     Ok(out)
 }
 

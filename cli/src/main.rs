@@ -15,6 +15,7 @@ mod demo;
 mod image;
 mod layer;
 mod output;
+mod progress;
 mod stores;
 mod volume;
 
