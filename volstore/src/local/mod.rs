@@ -318,7 +318,7 @@ impl LocalDriver {
         };
         st.holders.insert(id.to_string());
         st.boot_id = state::boot_id();
-        if let Err(e) = state::write(&vol.dir, st) {
+        if let Err(e) = state::write_holders(&vol.dir, st) {
             st.holders.remove(id);
             if mounted_now {
                 let _ = self.mounter.unmount(&data);
@@ -345,7 +345,7 @@ impl LocalDriver {
             }
             st.boot_id = None;
         }
-        state::write(&vol.dir, st)?;
+        state::write_holders(&vol.dir, st)?;
         if st.holders.is_empty() {
             let _ = self.root.dir().remove_file(&state::held_marker(&vol.name));
         }
@@ -418,7 +418,7 @@ impl LocalDriver {
                     reason: reason.to_string(),
                 });
                 st.boot_id = None;
-                state::write(&vol.dir, &st)?;
+                state::write_holders(&vol.dir, &st)?;
             }
             if st.holders.is_empty() {
                 let _ = self.root.dir().remove_file(&state::held_marker(&name));

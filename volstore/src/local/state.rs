@@ -74,6 +74,16 @@ pub fn write(vol: &Dir, state: &State) -> Result<()> {
     atomic::write_file(vol, OsStr::new(STATE), &bytes, 0o600)
 }
 
+/// Replace a volume's state atomically (a killed writer leaves the old or the new
+/// state) but without `fsync`: for holder changes, which a power loss makes stale
+/// anyway (holders from another boot are dropped on open). If the file comes back
+/// empty or torn after a power loss, reading it is `Corrupt`, and the volume's durable
+/// part (its content and `opts.json`) is untouched.
+pub fn write_holders(vol: &Dir, state: &State) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
+    atomic::write_file_volatile(vol, OsStr::new(STATE), &bytes, 0o600)
+}
+
 /// A volume's directory, opened and locked exclusively.
 #[derive(Debug)]
 pub struct Locked {
