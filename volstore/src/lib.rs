@@ -14,6 +14,7 @@ pub mod local;
 pub mod mounter;
 pub mod names;
 pub mod options;
+pub mod plugin;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,459 @@
+//! The server side: any [`Driver`] behind a unix socket, as Docker Engine calls plugins.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cargohold_core::{Error, ErrorKind, Result};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::protocol::{
+    ACTIVATE, ActivateResponse, CapabilitiesResponse, CreateRequest, Endpoint, ErrResponse,
+    GetResponse, ListResponse, MountRequest, MountpointResponse, NameRequest, VOLUME_DRIVER,
+    WireVolume,
+};
+use super::{CONTENT_TYPE, message_of};
+use crate::Driver;
+
+/// Largest request body read (a create request with its options is a few hundred bytes).
+const MAX_REQUEST: usize = 1 << 20;
+
+/// How long shutdown waits for calls in flight to be answered before closing their
+/// connections (their driver calls still run to the end).
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// A running plugin server; dropping it or calling [`Server::shutdown`] stops it and
+/// removes its socket.
+#[derive(Debug)]
+pub struct Server {
+    socket: PathBuf,
+    identity: (u64, u64),
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Serve `driver` on a unix socket at `socket` (see the module documentation for what
+/// happens when something is there already).
+///
+/// The server runs a current-thread tokio runtime on a thread of its own; driver calls
+/// run on its blocking pool, so a slow mount does not hold up other calls.
+pub fn serve(driver: Arc<dyn Driver>, socket: &Path) -> Result<Server> {
+    let listener = bind(socket)?;
+    let meta = std::fs::symlink_metadata(socket)
+        .map_err(|e| Error::io("serve plugin", socket.display(), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("serve plugin", socket.display(), e))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("serve plugin", "tokio runtime", e))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("volstore-plugin".into())
+        .spawn(move || runtime.block_on(run(listener, driver, stop_rx)))
+        .map_err(|e| Error::io("serve plugin", "server thread", e))?;
+    Ok(Server {
+        socket: socket.to_path_buf(),
+        identity: (meta.dev(), meta.ino()),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+impl Server {
+    /// The socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Stop accepting, let calls in flight finish, close the connections and remove the
+    /// socket (unless another server has put its own socket there since).
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(stop) = self.stop.take() else {
+            return Ok(());
+        };
+        let _ = stop.send(true);
+        let mut result = Ok(());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            result = Err(Error::new(
+                ErrorKind::Io,
+                "stop plugin server",
+                self.socket.display(),
+                "the server thread panicked",
+            ));
+        }
+        match std::fs::symlink_metadata(&self.socket) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.socket)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    result = result.and(Err(Error::io(
+                        "stop plugin server",
+                        self.socket.display(),
+                        e,
+                    )));
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Bind `socket`, replacing a stale socket, under an `flock` on its directory.
+fn bind(socket: &Path) -> Result<UnixListener> {
+    let op = "serve plugin";
+    let parent = match socket.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::errno(op, parent.display(), e))?;
+    loop {
+        match rustix::fs::flock(&dir, FlockOperation::LockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::errno(op, parent.display(), e)),
+        }
+    }
+    match std::fs::symlink_metadata(socket) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(op, socket.display(), e)),
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(socket) {
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::InUse,
+                    op,
+                    socket.display(),
+                    "a server answers on this socket",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(socket).map_err(|e| Error::io(op, socket.display(), e))?;
+            }
+            Err(e) => return Err(Error::io(op, socket.display(), e)),
+        },
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                op,
+                socket.display(),
+                "the path exists and is not a socket",
+            ));
+        }
+    }
+    let listener = UnixListener::bind(socket).map_err(|e| Error::io(op, socket.display(), e))?;
+    drop(dir);
+    Ok(listener)
+}
+
+async fn run(listener: UnixListener, driver: Arc<dyn Driver>, mut stop: watch::Receiver<bool>) {
+    let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+        return;
+    };
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(stream, driver.clone(), stop.clone()));
+                }
+                // Out of descriptors and the like: let connections finish, then retry.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn connection(
+    stream: tokio::net::UnixStream,
+    driver: Arc<dyn Driver>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| handle(driver.clone(), req));
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    if *stop.borrow_and_update() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A parsed call, ready for the driver.
+enum Call {
+    Activate,
+    Create(CreateRequest),
+    Remove(NameRequest),
+    Mount(MountRequest),
+    Unmount(MountRequest),
+    Path(NameRequest),
+    Get(NameRequest),
+    List,
+    Capabilities,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+    resp
+}
+
+fn failure(status: StatusCode, err: &Error) -> Reply {
+    let body = ErrResponse {
+        err: message_of(err),
+    };
+    reply(
+        status,
+        serde_json::to_vec(&body).expect("a string map serialises"),
+    )
+}
+
+fn success(value: &impl serde::Serialize) -> Reply {
+    reply(
+        StatusCode::OK,
+        serde_json::to_vec(value).expect("plugin responses serialise"),
+    )
+}
+
+/// Whether a request's content type is one the protocol uses (none at all included).
+fn json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value else { return true };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/vnd.docker.plugins.v1")
+            .and_then(|rest| rest.strip_suffix("+json"))
+            .is_some_and(|minor| {
+                minor.is_empty()
+                    || minor
+                        .strip_prefix('.')
+                        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            })
+}
+
+async fn handle(
+    driver: Arc<dyn Driver>,
+    req: Request<Incoming>,
+) -> std::result::Result<Reply, Infallible> {
+    let path = req.uri().path().to_string();
+    let refuse = |status, kind, detail: &str| {
+        Ok(failure(
+            status,
+            &Error::new(kind, "plugin request", &path, detail),
+        ))
+    };
+    if req.method() != Method::POST {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Unsupported,
+            "plugin calls are POST",
+        );
+    }
+    let endpoint = if path == ACTIVATE {
+        None
+    } else {
+        match Endpoint::from_path(&path) {
+            Some(e) => Some(e),
+            None => {
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    ErrorKind::Unsupported,
+                    "no such endpoint",
+                );
+            }
+        }
+    };
+    if !json_content_type(req.headers().get(CONTENT_TYPE_HEADER)) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidArgument,
+            "the request body must be JSON",
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorKind::LimitExceeded,
+                "the request body is over 1 MiB",
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidArgument,
+                &e.to_string(),
+            );
+        }
+    };
+    let call = match parse(endpoint, &body) {
+        Ok(call) => call,
+        Err(detail) => return refuse(StatusCode::BAD_REQUEST, ErrorKind::InvalidArgument, &detail),
+    };
+    let done = tokio::task::spawn_blocking(move || execute(&*driver, call)).await;
+    Ok(match done {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(err)) => failure(StatusCode::INTERNAL_SERVER_ERROR, &err),
+        Err(_) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &Error::new(
+                ErrorKind::Io,
+                "plugin request",
+                &path,
+                "the driver panicked",
+            ),
+        ),
+    })
+}
+
+fn parse(endpoint: Option<Endpoint>, body: &[u8]) -> std::result::Result<Call, String> {
+    fn json<T: DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}".as_slice()
+        } else {
+            body
+        };
+        serde_json::from_slice(body).map_err(|e| format!("malformed request: {e}"))
+    }
+    // Endpoints without arguments still refuse a body that is not a JSON object.
+    let empty = |body: &[u8]| json::<serde_json::Map<String, serde_json::Value>>(body).map(drop);
+    Ok(match endpoint {
+        None => {
+            empty(body)?;
+            Call::Activate
+        }
+        Some(Endpoint::Create) => Call::Create(json(body)?),
+        Some(Endpoint::Remove) => Call::Remove(json(body)?),
+        Some(Endpoint::Mount) => Call::Mount(json(body)?),
+        Some(Endpoint::Unmount) => Call::Unmount(json(body)?),
+        Some(Endpoint::Path) => Call::Path(json(body)?),
+        Some(Endpoint::Get) => Call::Get(json(body)?),
+        Some(Endpoint::List) => {
+            empty(body)?;
+            Call::List
+        }
+        Some(Endpoint::Capabilities) => {
+            empty(body)?;
+            Call::Capabilities
+        }
+    })
+}
+
+fn execute(driver: &dyn Driver, call: Call) -> Result<Reply> {
+    let ok = ErrResponse::default;
+    let path_string = |p: PathBuf| p.to_string_lossy().into_owned();
+    Ok(match call {
+        Call::Activate => success(&ActivateResponse {
+            implements: vec![VOLUME_DRIVER.to_string()],
+        }),
+        Call::Create(r) => {
+            driver.create(&r.name, &r.opts)?;
+            success(&ok())
+        }
+        Call::Remove(r) => {
+            driver.remove(&r.name)?;
+            success(&ok())
+        }
+        Call::Mount(r) => success(&MountpointResponse {
+            mountpoint: path_string(driver.mount(&r.name, &r.id)?),
+            err: String::new(),
+        }),
+        Call::Unmount(r) => {
+            driver.unmount(&r.name, &r.id)?;
+            success(&ok())
+        }
+        Call::Path(r) => success(&MountpointResponse {
+            mountpoint: driver.path(&r.name)?.map(path_string).unwrap_or_default(),
+            err: String::new(),
+        }),
+        Call::Get(r) => success(&GetResponse {
+            volume: Some(WireVolume::from(driver.get(&r.name)?)),
+            err: String::new(),
+        }),
+        Call::List => success(&ListResponse {
+            volumes: driver.list()?.into_iter().map(WireVolume::from).collect(),
+            err: String::new(),
+        }),
+        Call::Capabilities => success(&CapabilitiesResponse::from(driver.capabilities())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_accepted() {
+        let ok = |v: &str| json_content_type(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(json_content_type(None));
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("application/vnd.docker.plugins.v1+json"));
+        assert!(ok("application/vnd.docker.plugins.v1.2+json"));
+        assert!(ok("Application/Vnd.Docker.Plugins.V1.10+JSON"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/vnd.docker.plugins.v2+json"));
+        assert!(!ok("application/vnd.docker.plugins.v1.+json"));
+        assert!(!ok("application/xml"));
+    }
+}
