@@ -14,6 +14,7 @@ fn snapshots_fixture() -> Fixture {
     Fixture {
         driver: Box::new(driver),
         root,
+        guard: None,
         tempdir,
     }
 }
@@ -26,6 +27,7 @@ fn layer_store_fixture() -> Fixture {
     Fixture {
         driver: Box::new(driver),
         root,
+        guard: None,
         tempdir,
     }
 }

@@ -31,6 +31,9 @@ pub struct Fixture {
     pub driver: Box<dyn Driver>,
     /// Its root directory.
     pub root: PathBuf,
+    /// Dropped after the driver and before `tempdir` (e.g. unmounts the filesystem the
+    /// root lives on).
+    pub guard: Option<Box<dyn std::any::Any>>,
     /// Kept alive for the fixture's lifetime.
     pub tempdir: tempfile::TempDir,
 }
@@ -54,6 +57,7 @@ pub fn backend_fixture(backend: Box<dyn crate::drivers::Backend>) -> Fixture {
     Fixture {
         driver: Box::new(driver),
         root,
+        guard: None,
         tempdir,
     }
 }
@@ -68,6 +72,7 @@ pub fn layerstore_vfs_fixture() -> Fixture {
     Fixture {
         driver: Box::new(driver),
         root,
+        guard: None,
         tempdir,
     }
 }

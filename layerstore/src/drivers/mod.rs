@@ -5,6 +5,7 @@
 //! and renaming it into place, `fsync`, removal and the clean-up of what killed writers
 //! left) is done once for every driver by [`crate::snapshots`].
 
+pub mod btrfs;
 pub mod overlay;
 pub mod vfs;
 
