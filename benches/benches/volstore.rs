@@ -81,8 +81,14 @@ fn tmpfs_mounts(c: &mut Criterion) {
     });
     g.bench_function("raw_tmpfs_mount_umount", |b| {
         b.iter(|| {
-            rustix::mount::mount("tmpfs", &raw, "tmpfs", rustix::mount::MountFlags::empty(), c"size=16m")
-                .unwrap();
+            rustix::mount::mount(
+                "tmpfs",
+                &raw,
+                "tmpfs",
+                rustix::mount::MountFlags::empty(),
+                c"size=16m",
+            )
+            .unwrap();
             rustix::mount::unmount(&raw, rustix::mount::UnmountFlags::empty()).unwrap();
         })
     });
