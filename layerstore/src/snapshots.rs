@@ -112,6 +112,8 @@ pub struct Build {
     id: String,
     parent: Option<String>,
     parent_ids: Vec<String>,
+    /// The committed chain below, nearest first (immutable once read).
+    chain: Vec<Record>,
 }
 
 impl Build {
@@ -422,7 +424,8 @@ impl Snapshots {
             path,
             id,
             parent: parent.map(str::to_owned),
-            parent_ids: chain.into_iter().map(|r| r.id).collect(),
+            parent_ids: chain.iter().map(|r| r.id.clone()).collect(),
+            chain,
         })
     }
 
@@ -518,8 +521,14 @@ impl Snapshots {
             return Err(Error::new(ErrorKind::AlreadyExists, op, key, "key taken"));
         }
         let build = self.begin(op, parent)?;
-        self.finish(op, build, key, kind, labels, None)?;
-        self.mounts(key)
+        let mut recs = build.chain.clone();
+        // The chain read by `begin` still holds: committed records never change, and
+        // the new child's marker keeps its parent from being removed.
+        recs.insert(0, self.finish(op, build, key, kind, labels, None)?);
+        self.with_dirs(&recs, |dirs| {
+            self.backend
+                .mounts(&dirs[0], &dirs[1..], kind == Kind::Active)
+        })
     }
 
     /// The mounts of the active snapshot or view `key`.
@@ -613,10 +622,6 @@ impl Snapshots {
                 "name taken",
             ));
         }
-        // The container's directory was published without `fsync` (see the module docs):
-        // make it as durable as a layer's before a durable record names it.
-        dir.sync()?;
-        self.snaps.sync()?;
         let new = Record {
             name: name.to_owned(),
             kind: Kind::Committed,
@@ -634,6 +639,12 @@ impl Snapshots {
             self.add_child(p, name)?;
         }
         self.write_record(&new)?;
+        // The container's directory was published without `fsync` (see the module docs):
+        // make it as durable as a layer's before returning. After the record's `fsync`
+        // these usually find nothing left to write; should a power loss keep the record
+        // but not the directory, open drops the record (the commit never returned).
+        dir.sync()?;
+        self.snaps.sync()?;
         // Killed from here on, the active record is superseded and dropped on open.
         self.active.remove_file(&meta_name(key))?;
         if let Some(p) = &rec.parent {
