@@ -3,6 +3,12 @@
 //! commit of a one-file change, and the mount+unmount of a 500-layer stack through the
 //! new mount API and through the `mount(2)` short-name fallback.
 //!
+//! With `CARGOHOLD_CORPUS` set (a corpus made by the project's make-corpus.sh), also
+//! the commit of a one-file change on the debootstrap root filesystem
+//! (`layers/1-base.tar`) through `LayerStore::commit_container` (export of the upper dir,
+//! hashing, storing the layer durably) against `tar -c` of the same upper dir and a
+//! naive full-tree diff (`diff -rq` of the lower against the merged tree).
+//!
 //! Needs root. Scratch data goes under `CARGOHOLD_BENCH_DIR` (a loop-mounted journaled
 //! fs, see the benchmarking notes), else a temporary directory.
 
@@ -10,11 +16,13 @@ use std::ffi::CString;
 use std::fs;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use layerstore::drivers::overlay::mount::{MountApi, mount_overlay};
 use layerstore::drivers::overlay::{BASE_OPTIONS, Overlay};
-use layerstore::{Driver, LayerStore, Mount};
+use layerstore::{ApplyOptions, Driver, LayerStore, Mount};
 use rustix::mount::{MountFlags, UnmountFlags};
 
 fn scratch() -> tempfile::TempDir {
@@ -83,6 +91,18 @@ fn lifecycle(c: &mut Criterion) {
             store.remove("c").unwrap();
         })
     });
+    g.bench_function("prepare+remove on 3 layers (no mount)", |b| {
+        b.iter(|| {
+            store.prepare("c", Some("l2"), Default::default()).unwrap();
+            store.remove("c").unwrap();
+        })
+    });
+    g.bench_function("LayerStore mount+unmount of a prepared container", |b| {
+        b.iter(|| {
+            store.mount("raw", &mnt).unwrap();
+            store.unmount(&mnt).unwrap();
+        })
+    });
     g.bench_function("raw mount(2)+umount2(2) of the same dirs", |b| {
         b.iter(|| {
             rustix::mount::mount(
@@ -102,6 +122,16 @@ fn lifecycle(c: &mut Criterion) {
             b.iter(|| {
                 let spec = store.mounts("raw").unwrap();
                 mount_overlay(&spec[0], &mnt, MountApi::Auto).unwrap();
+                rustix::mount::unmount(&mnt, UnmountFlags::empty()).unwrap();
+            })
+        },
+    );
+    g.bench_function(
+        "driver mount, mounts()+mount_overlay(mount(2))+umount2 of the same dirs",
+        |b| {
+            b.iter(|| {
+                let spec = store.mounts("raw").unwrap();
+                mount_overlay(&spec[0], &mnt, MountApi::Legacy).unwrap();
                 rustix::mount::unmount(&mnt, UnmountFlags::empty()).unwrap();
             })
         },
@@ -167,5 +197,94 @@ fn deep_stack(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lifecycle, deep_stack);
+/// Run `cmd`, which must exit with one of `ok` (diff says 1 when trees differ).
+fn run(cmd: &mut Command, ok: &[i32]) {
+    let st = cmd.status().unwrap();
+    assert!(ok.contains(&st.code().unwrap_or(-1)), "{cmd:?}: {st}");
+}
+
+/// Commit of a one-file change on the debootstrap root filesystem, against `tar -c` of
+/// the upper dir and `diff -rq` of the lower against the merged tree.
+fn corpus_commit(c: &mut Criterion) {
+    let Some(corpus) = std::env::var_os("CARGOHOLD_CORPUS") else {
+        eprintln!("CARGOHOLD_CORPUS not set: no commit on the debootstrap root filesystem");
+        return;
+    };
+    let tmp = scratch();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let store = LayerStore::open_with(tmp.path().join("store"), Box::new(Overlay::new())).unwrap();
+    let mut tar = fs::File::open(Path::new(&corpus).join("layers/1-base.tar")).unwrap();
+    let base = store
+        .apply_layer(&mut tar, None, &ApplyOptions::default())
+        .unwrap();
+    let change = |key: &str| {
+        store
+            .prepare_container(key, Some(&base.chain_id), Default::default())
+            .unwrap();
+        store.mount(key, &mnt).unwrap();
+        fs::write(mnt.join("etc/hostname"), format!("{key}\n")).unwrap();
+    };
+
+    let mut g = c.benchmark_group("overlay commit on rootfs");
+    g.sample_size(20);
+    g.bench_function("commit_container of a one-file change", |b| {
+        let mut n = 0u64;
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let key = format!("w{n}");
+                change(&key);
+                store.unmount(&mnt).unwrap();
+                let t = Instant::now();
+                let layer = black_box(store.commit_container(&key, Default::default())).unwrap();
+                spent += t.elapsed();
+                store.remove_layer(&layer.chain_id).unwrap();
+            }
+            spent
+        })
+    });
+
+    // The peers read the same container: its upper dir, and the merged tree.
+    change("peer");
+    let rec = store.snapshots().get("peer").unwrap();
+    let upper = store.snapshots().content_roots(&rec).unwrap()[0]
+        .path()
+        .to_path_buf();
+    let lower = store.layer_dir(&base.chain_id).unwrap();
+    let out = tmp.path().join("upper.tar");
+    g.bench_function("tar -c of the upper dir", |b| {
+        b.iter(|| {
+            run(
+                Command::new("tar")
+                    .arg("-C")
+                    .arg(&upper)
+                    .arg("-cf")
+                    .arg(&out)
+                    .arg("."),
+                &[0],
+            )
+        })
+    });
+    g.sample_size(10);
+    g.bench_function("diff -rq lower vs merged tree", |b| {
+        b.iter(|| {
+            run(
+                Command::new("diff")
+                    .args(["-rq", "--no-dereference"])
+                    .arg(&lower)
+                    .arg(&mnt)
+                    .stdout(std::process::Stdio::null()),
+                &[1],
+            )
+        })
+    });
+    g.finish();
+    store.unmount(&mnt).unwrap();
+    store.remove("peer").unwrap();
+    store.remove_layer(&base.chain_id).unwrap();
+}
+
+criterion_group!(benches, lifecycle, deep_stack, corpus_commit);
 criterion_main!(benches);
