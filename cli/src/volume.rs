@@ -86,6 +86,14 @@ pub enum VolumeCmd {
         /// The tar.
         file: PathBuf,
     },
+    /// Serve the volume store as a Docker volume plugin on a unix socket until SIGINT
+    /// or SIGTERM (e.g. /run/docker/plugins/cargohold.sock, then
+    /// `docker volume create -d cargohold NAME`).
+    ServePlugin {
+        /// The socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+    },
 }
 
 fn usage(what: &str, detail: &str) -> Error {
@@ -115,10 +123,34 @@ pub fn open(ctx: &Ctx) -> Result<LocalDriver> {
     Ok(d)
 }
 
+/// Serve `d` on `socket` until SIGINT or SIGTERM.
+fn serve_plugin(d: LocalDriver, socket: &std::path::Path) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    // Blocked before the server's threads start, so they inherit the mask and the
+    // signal waits here for `wait` to take it.
+    signals
+        .thread_block()
+        .map_err(|e| Error::new(ErrorKind::Io, "serve plugin", "signals", e.to_string()))?;
+    let server = volstore::plugin::serve(std::sync::Arc::new(d), socket)?;
+    eprintln!(
+        "cargohold: serving the volume plugin on {}",
+        socket.display()
+    );
+    let sig = signals
+        .wait()
+        .map_err(|e| Error::new(ErrorKind::Io, "serve plugin", "signals", e.to_string()))?;
+    eprintln!("cargohold: {sig}: stopping");
+    server.shutdown()
+}
+
 /// `cargohold volume ...`
 pub fn volume(ctx: &Ctx, cmd: VolumeCmd) -> Result<()> {
     let d = open(ctx)?;
     match cmd {
+        VolumeCmd::ServePlugin { socket } => return serve_plugin(d, &socket),
         VolumeCmd::Create { name, opts, label } => {
             let req = CreateRequest {
                 options: pairs(&opts, "driver option")?,

@@ -107,3 +107,47 @@ fn bad_volume_input_is_refused_with_the_right_exit_code() {
         "nothing was created"
     );
 }
+
+#[test]
+fn serve_plugin_answers_the_plugin_protocol_until_sigterm() {
+    use volstore::Driver;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let socket = tmp.path().join("cargohold.sock");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cargohold"))
+        .arg("--root")
+        .arg(&root)
+        .args(["volume", "serve-plugin", "--socket"])
+        .arg(&socket)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the plugin socket never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let client = volstore::plugin::Client::connect(&socket).unwrap();
+    client
+        .create("via-plugin", &volstore::Options::new())
+        .unwrap();
+    let p = client.mount("via-plugin", "ctr-1").unwrap();
+    assert!(p.is_dir());
+    // The same store, seen from the command line.
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(cargohold(&root, &["volume", "inspect", "via-plugin"]))).unwrap();
+    assert_eq!(info["holders"], serde_json::json!(["ctr-1"]));
+    client.unmount("via-plugin", "ctr-1").unwrap();
+    drop(client);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+}

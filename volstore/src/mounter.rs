@@ -127,7 +127,12 @@ impl Mounter for Kernel {
         // One statx instead of reading the mount table (Linux 5.8+ says whether a
         // path is the root of a mount); the table where the kernel cannot say.
         use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
-        match rustix::fs::statx(rustix::fs::CWD, target, AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty()) {
+        match rustix::fs::statx(
+            rustix::fs::CWD,
+            target,
+            AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::empty(),
+        ) {
             Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
                 Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
             }

@@ -77,6 +77,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         writable: bool,
     ) -> Result<Vec<Mount>>;
 
+    /// Remove the snapshot directory `name` in `parent` and everything in it (it is
+    /// already invisible under its key). The default removes it recursively; a driver
+    /// whose content is not plain files (btrfs subvolumes) removes it its own way.
+    fn discard(&self, parent: &Dir, name: &OsStr) -> Result<()> {
+        parent.remove_all(name)
+    }
+
     /// Disk usage of `snap`'s own data (never walking its parents). The default walks
     /// [`CONTENT_DIR`].
     fn usage(&self, snap: &SnapshotDir<'_>) -> Result<Usage> {

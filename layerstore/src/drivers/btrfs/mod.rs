@@ -3,16 +3,16 @@
 //! a copy. The tree is complete in every snapshot ([`Layout::Full`]), so layers are
 //! applied and diffs exported exactly as with vfs; mounts are bind mounts.
 //!
-//! Removal needs no hook: the bookkeeping removes a snapshot's directory recursively,
-//! and an emptied subvolume root is removed by `rmdir` (Linux 4.18+, as root or with
-//! `user_subvol_rm_allowed`). [`destroy`] deletes a whole subvolume at once where a
-//! caller can use it.
+//! Removal deletes the content subvolume with one ioctl ([`Backend::discard`]), so it
+//! costs the same whatever the snapshot holds. Where the bookkeeping removes a snapshot
+//! directory without the backend (a killed builder's leftovers), the recursive removal
+//! still works: an emptied subvolume root is removed by `rmdir` (Linux 4.18+, as root).
 
 mod ioctl;
 
 use std::ffi::OsStr;
 
-use cargohold_core::{Error, ErrorKind, Result};
+use cargohold_core::{Dir, Error, ErrorKind, Result};
 
 pub use ioctl::{create_subvolume, destroy, is_btrfs, is_subvolume_root, set_readonly, snapshot};
 
@@ -58,6 +58,24 @@ impl Backend for Btrfs {
                 snapshot(&src, new.dir, name, false)
             }
         }
+    }
+
+    /// Deletes the content subvolume with one ioctl (whatever it holds), then the rest.
+    fn discard(&self, parent: &Dir, name: &OsStr) -> Result<()> {
+        match parent.open_dir(name) {
+            Ok(dir) => {
+                let content = OsStr::new(CONTENT_DIR);
+                if let Ok(fs) = dir.open_dir(content)
+                    && is_subvolume_root(&fs)?
+                {
+                    drop(fs);
+                    destroy(&dir, content)?;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        parent.remove_all(name)
     }
 
     fn mounts(
