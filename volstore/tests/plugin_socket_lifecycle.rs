@@ -210,3 +210,22 @@ fn one_client_serves_many_threads() {
     server.shutdown().unwrap();
     assert!(!socket.exists());
 }
+
+#[test]
+fn a_client_outlives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin.sock");
+    let server = serve(local(dir.path()), &socket).unwrap();
+    let client = Client::connect(&socket).unwrap();
+    client.create("vol", &Options::new()).unwrap();
+    server.shutdown().unwrap();
+    // While no server runs, calls fail as Io (and nothing is retried later).
+    assert_eq!(client.get("vol").unwrap_err().kind(), ErrorKind::Io);
+    let server = serve(local(dir.path()), &socket).unwrap();
+    // The kept-alive connection died with the old server; the client opens a new one.
+    assert_eq!(client.get("vol").unwrap().name, "vol");
+    client.remove("vol").unwrap();
+    drop(client);
+    server.shutdown().unwrap();
+    assert!(!socket.exists());
+}

@@ -1,5 +1,6 @@
-//! The Docker volume plugin protocol, both ways: [`serve`] exposes any [`Driver`] as a
-//! plugin Docker Engine can use, and [`Client`] drives any plugin socket as a [`Driver`].
+//! The Docker volume plugin protocol, both ways: [`serve`] exposes any
+//! [`Driver`](crate::Driver) as a plugin Docker Engine (or podman) can use, and [`Client`]
+//! drives any plugin socket as a [`Driver`](crate::Driver).
 //!
 //! # The wire
 //!
@@ -25,9 +26,10 @@
 //!
 //! # Failures
 //!
-//! Every failure is `{"Err": "message"}`, with a status Docker reads as failure (it
-//! treats any status but 200 as an error and takes the message from `Err`, and also
-//! fails a 200 whose `Err` is not empty):
+//! Every failure is `{"Err": "message"}` with a status other than 200. Docker treats any
+//! status but 200 as an error and takes the message from `Err` (it also fails a 200
+//! whose `Err` is not empty, but podman does not: it reads a 200 as success whatever
+//! `Err` says, so a failure must never be a 200):
 //!
 //! | status | when | kind in the message |
 //! |---|---|---|
@@ -83,9 +85,6 @@ pub use fixture::plugin_fixture;
 pub use server::{Server, serve};
 
 use cargohold_core::{Error, ErrorKind};
-
-#[allow(unused_imports)] // for the doc links above
-use crate::Driver;
 
 /// The content type of responses, and of the client's requests.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
