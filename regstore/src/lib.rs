@@ -79,6 +79,7 @@ pub struct FileInfo {
     pub modified: Option<SystemTime>,
 }
 
+pub mod docker_archive;
 pub mod drivers;
 pub mod error;
 pub mod hashstate;
