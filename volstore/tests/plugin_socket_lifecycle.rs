@@ -229,3 +229,21 @@ fn a_client_outlives_a_server_restart() {
     server.shutdown().unwrap();
     assert!(!socket.exists());
 }
+
+#[test]
+fn the_socket_is_for_its_owner_and_group_only() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin.sock");
+    let server = serve(local(dir.path()), &socket).unwrap();
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let mut entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["plugin.sock", "volumes"], "no staging left");
+    server.shutdown().unwrap();
+}

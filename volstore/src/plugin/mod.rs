@@ -69,6 +69,11 @@
 //! - a socket a server answers on: `InUse`, and that server is left alone;
 //! - anything that is not a socket: `AlreadyExists`, and it is left alone.
 //!
+//! The socket is bound in a private staging directory (`.cargohold-bind-<pid>`, next to
+//! it, removed at once), made mode 0660 and renamed into place, so only its owner and
+//! group can ever connect, whatever the umask; a socket path must leave room for that
+//! directory's name within the kernel's 107 bytes.
+//!
 //! [`Server::shutdown`] (or dropping the [`Server`]) stops accepting, lets calls in
 //! flight finish (their driver calls are never cut short), closes the connections and
 //! removes the socket, unless another server has replaced it since.

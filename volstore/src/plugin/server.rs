@@ -30,6 +30,9 @@ use crate::Driver;
 /// Largest request body read (a create request with its options is a few hundred bytes).
 const MAX_REQUEST: usize = 1 << 20;
 
+/// The socket's mode: its owner and group may connect.
+const SOCKET_MODE: u32 = 0o660;
+
 /// How long shutdown waits for calls in flight to be answered before closing their
 /// connections (their driver calls still run to the end).
 const DRAIN: Duration = Duration::from_secs(10);
@@ -171,8 +174,35 @@ fn bind(socket: &Path) -> Result<UnixListener> {
             ));
         }
     }
-    let listener = UnixListener::bind(socket).map_err(|e| Error::io(op, socket.display(), e))?;
+    let listener = bind_private(parent, socket)?;
     drop(dir);
+    Ok(listener)
+}
+
+/// Bind in a private (0700) staging directory, make the socket 0660, then rename it into
+/// place: nobody but its owner and group can ever connect, whatever the umask.
+fn bind_private(parent: &Path, socket: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let op = "serve plugin";
+    let staging = parent.join(format!(".cargohold-bind-{}", std::process::id()));
+    // A staging directory of an earlier run with this pid is a crash leftover.
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| Error::io(op, staging.display(), e))?;
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged)
+        .map_err(|e| Error::io(op, socket.display(), e))
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(SOCKET_MODE))
+                .and_then(|()| std::fs::rename(&staged, socket))
+                .map_err(|e| Error::io(op, socket.display(), e))?;
+            Ok(listener)
+        });
+    let cleaned = std::fs::remove_dir_all(&staging);
+    let listener = bound?;
+    cleaned.map_err(|e| Error::io(op, staging.display(), e))?;
     Ok(listener)
 }
 
