@@ -402,3 +402,35 @@ fn the_client_sends_every_golden_request_and_reads_every_golden_response() {
     }
     assert!(played >= 15, "only {played} client exchanges played");
 }
+
+#[test]
+fn an_oversized_request_is_refused_before_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let driver = Counting {
+        inner: LocalDriver::open(dir.path().join("volumes")).unwrap(),
+        calls: calls.clone(),
+    };
+    let socket = dir.path().join("plugin.sock");
+    let server = serve(Arc::new(driver), &socket).unwrap();
+    let mut raw = RawClient::connect(&socket);
+    let huge = serde_json::json!({"Name": "vol", "Opts": {"o": "x".repeat(2 << 20)}});
+    let (status, _, body) = raw.send(
+        "POST",
+        "/VolumeDriver.Create",
+        &BTreeMap::new(),
+        serde_json::to_vec(&huge).unwrap(),
+    );
+    assert_eq!(status, 413);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    matches(
+        &serde_json::json!({"Err": "{{err:limit_exceeded}}"}),
+        &body,
+        "",
+        "413",
+    )
+    .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    drop(raw);
+    server.shutdown().unwrap();
+}

@@ -45,8 +45,10 @@ impl Default for Timeouts {
 /// A volume plugin reached through its unix socket, as a [`Driver`].
 ///
 /// Calls block the calling thread; they run on a private current-thread tokio runtime
-/// and reuse idle keep-alive connections. Names are checked with [`check_name`] before
-/// anything is sent.
+/// and reuse idle keep-alive connections, so a `Client` must not be used (or dropped)
+/// from inside an async runtime. Names are checked with [`check_name`] before anything
+/// is sent. Connection failures are `Io` (a missing socket too: `NotFound` would read
+/// as "no such volume").
 pub struct Client {
     socket: PathBuf,
     timeouts: Timeouts,
