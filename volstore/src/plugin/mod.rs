@@ -2,6 +2,13 @@
 //! [`Driver`](crate::Driver) as a plugin Docker Engine (or podman) can use, and [`Client`]
 //! drives any plugin socket as a [`Driver`](crate::Driver).
 //!
+//! # Using it
+//!
+//! Docker Engine finds a plugin by its socket: serve at `/run/docker/plugins/NAME.sock`
+//! and `docker volume create --driver NAME` reaches the served driver. Podman takes the
+//! socket from `containers.conf` (`[engine.volume_plugins]`, `NAME = "/path/to.sock"`).
+//! The other way, [`Client::connect`] takes the socket of any running plugin.
+//!
 //! # The wire
 //!
 //! JSON over HTTP/1.1 on a unix socket; every call is a `POST`:
