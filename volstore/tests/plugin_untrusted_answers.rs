@@ -3,7 +3,8 @@
 //! caller, crash it, or have one create or mount happen twice.
 //!
 //! Kinds: an answer that is not what the protocol says (not JSON, a missing or
-//! mistyped field, an empty mountpoint, another volume's name, an unknown scope) is
+//! mistyped field, an empty or relative mountpoint, another volume's name, a volume
+//! listed twice, an unknown scope) is
 //! `Corrupt`; a failed status without a readable `Err`, a closed connection, a refused
 //! connection or a timeout is `Io`; a plugin that is not a volume driver is
 //! `Unsupported`.
@@ -72,6 +73,20 @@ fn answers_that_are_not_the_protocol_are_corrupt() {
         ("list", r#"{"Volumes": {"Name": "vol"}}"#),
         ("list", r#"{"Volumes": [{"Mountpoint": "/x"}]}"#),
         ("list", r#"{"Volumes": [], "Err": 5}"#),
+        ("mount", r#"{"Mountpoint": "relative/dir", "Err": ""}"#),
+        ("path", r#"{"Mountpoint": "../up", "Err": ""}"#),
+        (
+            "get",
+            r#"{"Volume": {"Name": "vol", "Mountpoint": "x"}, "Err": ""}"#,
+        ),
+        (
+            "list",
+            r#"{"Volumes": [{"Name": "a", "Mountpoint": "a/_data"}]}"#,
+        ),
+        (
+            "list",
+            r#"{"Volumes": [{"Name": "a"}, {"Name": "b"}, {"Name": "a"}]}"#,
+        ),
     ] {
         assert_eq!(
             kind_after(&fake, &client, raw(200, body), call),

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use super::protocol::{
     ACTIVATE, ActivateResponse, CapabilitiesResponse, CreateRequest, Endpoint, ErrResponse,
     GetResponse, ListResponse, MountRequest, MountpointResponse, NameRequest, VOLUME_DRIVER,
+    WireVolume,
 };
 use super::{CONTENT_TYPE, kind_of_message};
 use crate::{Capabilities, Driver, Options, Scope, Volume, check_name};
@@ -300,16 +301,29 @@ fn remote_failure(op: &'static str, context: &str, status: StatusCode, body: &[u
     }
 }
 
-fn non_empty(op: &'static str, name: &str, mountpoint: String) -> Result<PathBuf> {
+/// A mountpoint from the plugin: `None` when empty, `Corrupt` when not absolute.
+fn mountpoint(op: &'static str, name: &str, mountpoint: &str) -> Result<Option<PathBuf>> {
     if mountpoint.is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(mountpoint);
+    if !path.is_absolute() || mountpoint.contains('\0') {
         return Err(Error::new(
             ErrorKind::Corrupt,
             op,
             name,
-            "the plugin answered without a mountpoint",
+            format!(
+                "the plugin answered a mountpoint that is not an absolute path: {mountpoint:?}"
+            ),
         ));
     }
-    Ok(PathBuf::from(mountpoint))
+    Ok(Some(path))
+}
+
+/// A volume from the plugin, its mountpoint checked.
+fn volume(op: &'static str, wire: WireVolume) -> Result<Volume> {
+    mountpoint(op, &wire.name, &wire.mountpoint)?;
+    Ok(wire.into())
 }
 
 impl Driver for Client {
@@ -339,7 +353,14 @@ impl Driver for Client {
             id: id.to_string(),
         };
         let answer: MountpointResponse = self.call(Endpoint::Mount, name, &req)?;
-        non_empty(Endpoint::Mount.op(), name, answer.mountpoint)
+        mountpoint(Endpoint::Mount.op(), name, &answer.mountpoint)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Corrupt,
+                Endpoint::Mount.op(),
+                name,
+                "the plugin answered without a mountpoint",
+            )
+        })
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<()> {
@@ -358,7 +379,7 @@ impl Driver for Client {
             name: name.to_string(),
         };
         let answer: MountpointResponse = self.call(Endpoint::Path, name, &req)?;
-        Ok((!answer.mountpoint.is_empty()).then(|| PathBuf::from(answer.mountpoint)))
+        mountpoint(Endpoint::Path.op(), name, &answer.mountpoint)
     }
 
     fn get(&self, name: &str) -> Result<Volume> {
@@ -367,7 +388,7 @@ impl Driver for Client {
             name: name.to_string(),
         };
         let answer: GetResponse = self.call(Endpoint::Get, name, &req)?;
-        let Some(volume) = answer.volume else {
+        let Some(wire) = answer.volume else {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 Endpoint::Get.op(),
@@ -375,15 +396,15 @@ impl Driver for Client {
                 "the plugin answered without a volume",
             ));
         };
-        if volume.name != name {
+        if wire.name != name {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 Endpoint::Get.op(),
                 name,
-                format!("the plugin answered with volume {:?}", volume.name),
+                format!("the plugin answered with volume {:?}", wire.name),
             ));
         }
-        Ok(volume.into())
+        volume(Endpoint::Get.op(), wire)
     }
 
     fn list(&self) -> Result<Vec<Volume>> {
@@ -392,8 +413,21 @@ impl Driver for Client {
             "",
             &serde_json::Map::<String, serde_json::Value>::new(),
         )?;
-        let mut volumes: Vec<Volume> = answer.volumes.into_iter().map(Volume::from).collect();
+        let op = Endpoint::List.op();
+        let mut volumes = answer
+            .volumes
+            .into_iter()
+            .map(|w| volume(op, w))
+            .collect::<Result<Vec<Volume>>>()?;
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(pair) = volumes.windows(2).find(|p| p[0].name == p[1].name) {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                op,
+                &pair[0].name,
+                "the plugin listed this volume twice",
+            ));
+        }
         Ok(volumes)
     }
 
