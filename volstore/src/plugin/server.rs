@@ -66,7 +66,14 @@ pub fn serve(driver: Arc<dyn Driver>, socket: &Path) -> Result<Server> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("volstore-plugin".into())
-        .spawn(move || runtime.block_on(run(listener, driver, stop_rx)))
+        .spawn(move || {
+            // The driver is dropped last, outside the runtime: its drop may block (a
+            // plugin `Client` owns a runtime of its own).
+            let last = driver.clone();
+            runtime.block_on(run(listener, driver, stop_rx));
+            drop(runtime);
+            drop(last);
+        })
         .map_err(|e| Error::io("serve plugin", "server thread", e))?;
     Ok(Server {
         socket: socket.to_path_buf(),
