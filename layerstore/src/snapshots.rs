@@ -235,6 +235,11 @@ impl Snapshots {
             if superseded || missing {
                 dir.remove_file(file)?;
             } else {
+                let home = self.records_dir(rec.kind);
+                if !std::ptr::eq(*dir, home) {
+                    // A store written before `active/` existed kept every record in `meta/`.
+                    dir.rename(file, home, file)?;
+                }
                 live.insert(OsString::from(&rec.id));
                 if let Some(p) = &rec.parent {
                     markers
