@@ -23,10 +23,12 @@
 //! Every write is temp-then-rename, so a killed process (`SIGKILL`, a panic) never leaves
 //! a half-written record or half-built directory visible, whatever the kind. Durability
 //! against a power loss or kernel crash differs by kind:
-//! - **Committed snapshots** (layers, commits) are `fsync`ed before the call returns:
-//!   the built directory and its parent directory, then the record and `meta/`. A commit
-//!   of a container first `fsync`s the container's directory entry, which its prepare
-//!   did not. A removal of a committed snapshot `fsync`s `meta/` after deleting the record.
+//! - **Committed snapshots** (layers, commits) are durable before the call returns: an
+//!   applied layer's files (one `syncfs`, by `archive::apply`), its built directory and
+//!   `snapshots/`, then the record and `meta/`. A commit of a container first `syncfs`s
+//!   the store's filesystem, which makes durable the container's directory and files
+//!   that nothing synced before, then writes its record durably. A removal of a
+//!   committed snapshot `fsync`s `meta/` after deleting the record.
 //! - **Active snapshots and views** (containers) are *not* `fsync`ed at all: not their
 //!   directory, not their record, not their removal. After a power loss a container may
 //!   be gone, come back after its removal, or have a record that is empty or cut short;
@@ -608,6 +610,10 @@ impl Snapshots {
         let dir = self.snaps.open_dir(OsStr::new(&rec.id))?;
         let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
         let usage = self.usage_of(&rec.id, &path, &dir)?;
+        // Nothing of a container was synced (see the module docs): its directory, its
+        // files. Make them as durable as an applied layer's (one `syncfs`, as apply
+        // does) before a durable record names them, outside the store lock.
+        rustix::fs::syncfs(&dir).map_err(|e| Error::errno("commit", "syncfs", e))?;
         let _lock = self.lock()?;
         let first_id = rec.id;
         let rec = self.get(key)?;
@@ -644,12 +650,6 @@ impl Snapshots {
             self.add_child(p, name)?;
         }
         self.write_record(&new)?;
-        // The container's directory was published without `fsync` (see the module docs):
-        // make it as durable as a layer's before returning. After the record's `fsync`
-        // these usually find nothing left to write; should a power loss keep the record
-        // but not the directory, open drops the record (the commit never returned).
-        dir.sync()?;
-        self.snaps.sync()?;
         // Killed from here on, the active record is superseded and dropped on open.
         self.active.remove_file(&meta_name(key))?;
         if let Some(p) = &rec.parent {
