@@ -43,7 +43,7 @@
 //! | 400 | malformed JSON, a missing or mistyped field, a content type that is not JSON | `invalid_argument` |
 //! | 404 | an unknown path | `unsupported` |
 //! | 405 | a method other than `POST` | `unsupported` |
-//! | 413 | a request body over 1 MiB | `limit_exceeded` |
+//! | 413 | a request body over 1 MiB (read on up to 16 MiB, so the sender reads the refusal) | `limit_exceeded` |
 //! | 500 | the driver failed | the driver error's kind |
 //!
 //! None of the first four reaches the driver. The message starts with the error's kind

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cargohold_core::{Error, ErrorKind, Result};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,6 +29,9 @@ use crate::Driver;
 
 /// Largest request body read (a create request with its options is a few hundred bytes).
 const MAX_REQUEST: usize = 1 << 20;
+
+/// How much of an oversized request body is read and thrown away before refusing it.
+const MAX_DRAIN: usize = 16 << 20;
 
 /// The socket's mode: its owner and group may connect.
 const SOCKET_MODE: u32 = 0o660;
@@ -366,16 +369,16 @@ async fn handle(
             "the request body must be JSON",
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
+    let body = match read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorKind::LimitExceeded,
                 "the request body is over 1 MiB",
             );
         }
-        Err(e) => {
+        Err(BodyError::Read(e)) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
                 ErrorKind::InvalidArgument,
@@ -401,6 +404,34 @@ async fn handle(
             ),
         ),
     })
+}
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Read a request body of at most [`MAX_REQUEST`] bytes. A longer one is read on and
+/// thrown away up to [`MAX_DRAIN`] bytes, so that its sender can finish writing and
+/// read the refusal; past that the connection is closed with the refusal unread.
+async fn read_body(mut body: Incoming) -> std::result::Result<Bytes, BodyError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen <= MAX_REQUEST {
+                kept.extend_from_slice(&data);
+            } else if seen > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    if seen > MAX_REQUEST {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(kept))
 }
 
 fn parse(endpoint: Option<Endpoint>, body: &[u8]) -> std::result::Result<Call, String> {
