@@ -11,7 +11,7 @@ use cargohold_core::{Digest, Error, ErrorKind, Result};
 use layerstore::{ApplyOptions, Layer, LayerStore};
 use regstore::Registry;
 use regstore::drivers::filesystem::Filesystem;
-use regstore::oci_layout;
+use regstore::{docker_archive, oci_layout};
 use serde_json::{Value, json};
 
 use crate::{Ctx, output, stores};
@@ -19,19 +19,24 @@ use crate::{Ctx, output, stores};
 /// `cargohold image ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCmd {
-    /// Import an image: SRC is `oci:DIR[:TAG]` (an OCI image layout).
+    /// Import an image: SRC is `oci:DIR[:TAG]` (an OCI image layout) or
+    /// `docker-archive:FILE[:NAME:TAG]` (a `docker save` tar).
     Import {
         /// Where from.
         src: String,
         /// NAME:TAG to store it as (default: the directory's name and the layout's tag).
         name: Option<String>,
     },
-    /// Export an image to DEST, `oci:DIR[:TAG]`.
+    /// Export an image to DEST, `oci:DIR[:TAG]` or `docker-archive:FILE[:NAME:TAG]`.
     Export {
         /// NAME:TAG.
         name: String,
         /// Where to.
         dest: String,
+        /// docker-archive only: the platform to take from a multi-platform image
+        /// (`os/arch[/variant]`, default this machine's).
+        #[arg(long)]
+        platform: Option<String>,
     },
     /// List images (every tag of every repository).
     Ls,
@@ -85,12 +90,12 @@ pub fn split_ref(s: &str) -> Result<(String, String)> {
 /// `oci:DIR[:TAG]` → (DIR, TAG).
 fn parse_oci(s: &str) -> Result<(PathBuf, Option<String>)> {
     let rest = s.strip_prefix("oci:").ok_or_else(|| {
-        let why = if s.starts_with("docker-archive:") {
-            "docker-archive is not supported yet; use oci:DIR[:TAG]"
-        } else {
-            "expected oci:DIR[:TAG]"
-        };
-        Error::new(ErrorKind::InvalidArgument, "usage", s, why)
+        Error::new(
+            ErrorKind::InvalidArgument,
+            "usage",
+            s,
+            "expected oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]",
+        )
     })?;
     match rest.rsplit_once(':') {
         Some((dir, tag)) if !tag.contains('/') => Ok((PathBuf::from(dir), Some(tag.to_owned()))),
@@ -107,6 +112,16 @@ fn blob_progress(bar: &mut crate::progress::Bar) -> impl FnMut(&Digest, u64) + '
 pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
     let reg = open(ctx)?;
     match cmd {
+        ImageCmd::Import { src, name } if src.starts_with("docker-archive:") => {
+            docker_archive_import(&reg, &src, name)?
+        }
+        ImageCmd::Export {
+            name,
+            dest,
+            platform,
+        } if dest.starts_with("docker-archive:") => {
+            docker_archive_export(&reg, &name, &dest, platform.as_deref())?
+        }
         ImageCmd::Import { src, name } => {
             let (dir, tag) = parse_oci(&src)?;
             let (repo, tag_to) = match name {
@@ -134,7 +149,7 @@ pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
                 t.digest, t.blobs_copied, t.blobs_present, t.bytes
             );
         }
-        ImageCmd::Export { name, dest } => {
+        ImageCmd::Export { name, dest, .. } => {
             let (repo, tag) = split_ref(&name)?;
             let (dir, dtag) = parse_oci(&dest)?;
             let mut bar = crate::progress::Bar::new("exporting", None);
@@ -197,6 +212,103 @@ pub fn image(ctx: &Ctx, cmd: ImageCmd) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `docker-archive:FILE[:NAME:TAG]` → (FILE, NAME:TAG). The file name ends at the first
+/// `:` unless the whole rest names an existing file.
+fn parse_docker_archive(s: &str) -> Result<(PathBuf, Option<String>)> {
+    let rest = s.strip_prefix("docker-archive:").unwrap_or(s);
+    if rest.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "usage",
+            s,
+            "expected docker-archive:FILE[:NAME:TAG]",
+        ));
+    }
+    match rest.split_once(':') {
+        Some((file, name)) if !Path::new(rest).exists() && !name.is_empty() => {
+            Ok((PathBuf::from(file), Some(name.to_owned())))
+        }
+        _ => Ok((PathBuf::from(rest), None)),
+    }
+}
+
+/// `docker.io/library/x:t` → `x:t`, the name a user typed.
+fn familiar(name: &str) -> &str {
+    let n = name.strip_prefix("docker.io/").unwrap_or(name);
+    n.strip_prefix("library/").unwrap_or(n)
+}
+
+/// `image import docker-archive:FILE[:NAME:TAG] [NAME:TAG]`: stored as NAME:TAG, else as
+/// the name the image has in the archive, else as the file's name.
+fn docker_archive_import(reg: &Registry, src: &str, name: Option<String>) -> Result<()> {
+    let (file, picked) = parse_docker_archive(src)?;
+    let target = match (name, &picked) {
+        (Some(n), _) => n,
+        (None, Some(p)) => familiar(p).to_owned(),
+        (None, None) => {
+            let images = docker_archive::images(&file)?;
+            match images.as_slice() {
+                [one] if !one.repo_tags.is_empty() => familiar(&one.repo_tags[0]).to_owned(),
+                _ => file
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().to_lowercase())
+                    .unwrap_or_default(),
+            }
+        }
+    };
+    let (repo, tag) = split_ref(&target)?;
+    let mut bar = crate::progress::Bar::new("importing", None);
+    let t = docker_archive::import(
+        reg,
+        &file,
+        picked.as_deref(),
+        &repo,
+        &tag,
+        &mut blob_progress(&mut bar),
+    )?;
+    bar.finish();
+    println!(
+        "{repo}:{tag} {} ({} blobs copied, {} present, {} bytes)",
+        t.digest, t.blobs_copied, t.blobs_present, t.bytes
+    );
+    Ok(())
+}
+
+/// `image export NAME:TAG docker-archive:FILE[:NAME:TAG] [--platform os/arch]`.
+fn docker_archive_export(
+    reg: &Registry,
+    name: &str,
+    dest: &str,
+    platform: Option<&str>,
+) -> Result<()> {
+    let (repo, tag) = split_ref(name)?;
+    let (file, named) = parse_docker_archive(dest)?;
+    let repo_tag = match named {
+        Some(n) => {
+            let (r, t) = split_ref(&n)?;
+            format!("{r}:{t}")
+        }
+        None => format!("{repo}:{tag}"),
+    };
+    let platform = platform.map(docker_archive::Platform::parse).transpose()?;
+    let mut bar = crate::progress::Bar::new("exporting", None);
+    let t = docker_archive::export(
+        reg,
+        &repo,
+        &tag,
+        &file,
+        Some(&repo_tag),
+        platform.as_ref(),
+        &mut blob_progress(&mut bar),
+    )?;
+    bar.finish();
+    println!(
+        "{} ({} blobs written, {} bytes)",
+        t.digest, t.blobs_copied, t.bytes
+    );
     Ok(())
 }
 
