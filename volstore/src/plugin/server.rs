@@ -56,16 +56,32 @@ pub struct Server {
 /// The server runs a current-thread tokio runtime on a thread of its own; driver calls
 /// run on its blocking pool, so a slow mount does not hold up other calls.
 pub fn serve(driver: Arc<dyn Driver>, socket: &Path) -> Result<Server> {
-    let listener = bind(socket)?;
-    let meta = std::fs::symlink_metadata(socket)
-        .map_err(|e| Error::io("serve plugin", socket.display(), e))?;
+    let (listener, identity) = bind(socket)?;
+    start(driver, listener)
+        .inspect_err(|_| {
+            let _ = remove_if_ours(socket, identity);
+        })
+        .map(|(stop, thread)| Server {
+            socket: socket.to_path_buf(),
+            identity,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+}
+
+/// Run the accept loop on a thread of its own.
+fn start(
+    driver: Arc<dyn Driver>,
+    listener: UnixListener,
+) -> Result<(watch::Sender<bool>, JoinHandle<()>)> {
+    let op = "serve plugin";
     listener
         .set_nonblocking(true)
-        .map_err(|e| Error::io("serve plugin", socket.display(), e))?;
+        .map_err(|e| Error::io(op, "socket", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::io("serve plugin", "tokio runtime", e))?;
+        .map_err(|e| Error::io(op, "tokio runtime", e))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("volstore-plugin".into())
@@ -77,13 +93,19 @@ pub fn serve(driver: Arc<dyn Driver>, socket: &Path) -> Result<Server> {
             drop(runtime);
             drop(last);
         })
-        .map_err(|e| Error::io("serve plugin", "server thread", e))?;
-    Ok(Server {
-        socket: socket.to_path_buf(),
-        identity: (meta.dev(), meta.ino()),
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    })
+        .map_err(|e| Error::io(op, "server thread", e))?;
+    Ok((stop_tx, thread))
+}
+
+/// Remove the socket at `socket` if it is still the one with `identity` (device, inode).
+fn remove_if_ours(socket: &Path, identity: (u64, u64)) -> io::Result<()> {
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if (meta.dev(), meta.ino()) == identity => match std::fs::remove_file(socket) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 impl Server {
@@ -114,19 +136,12 @@ impl Server {
                 "the server thread panicked",
             ));
         }
-        match std::fs::symlink_metadata(&self.socket) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
-                if let Err(e) = std::fs::remove_file(&self.socket)
-                    && e.kind() != io::ErrorKind::NotFound
-                {
-                    result = result.and(Err(Error::io(
-                        "stop plugin server",
-                        self.socket.display(),
-                        e,
-                    )));
-                }
-            }
-            _ => {}
+        if let Err(e) = remove_if_ours(&self.socket, self.identity) {
+            result = result.and(Err(Error::io(
+                "stop plugin server",
+                self.socket.display(),
+                e,
+            )));
         }
         result
     }
@@ -138,8 +153,9 @@ impl Drop for Server {
     }
 }
 
-/// Bind `socket`, replacing a stale socket, under an `flock` on its directory.
-fn bind(socket: &Path) -> Result<UnixListener> {
+/// Bind `socket`, replacing a stale socket, under an `flock` on its directory; the
+/// listener and the socket's identity (device, inode).
+fn bind(socket: &Path) -> Result<(UnixListener, (u64, u64))> {
     let op = "serve plugin";
     let parent = match socket.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -184,14 +200,14 @@ fn bind(socket: &Path) -> Result<UnixListener> {
             ));
         }
     }
-    let listener = bind_private(parent, socket)?;
+    let bound = bind_private(parent, socket)?;
     drop(dir);
-    Ok(listener)
+    Ok(bound)
 }
 
 /// Bind in a private (0700) staging directory, make the socket 0660, then rename it into
 /// place: nobody but its owner and group can ever connect, whatever the umask.
-fn bind_private(parent: &Path, socket: &Path) -> Result<UnixListener> {
+fn bind_private(parent: &Path, socket: &Path) -> Result<(UnixListener, (u64, u64))> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let op = "serve plugin";
     let staging = parent.join(format!(".cargohold-bind-{}", std::process::id()));
@@ -206,9 +222,12 @@ fn bind_private(parent: &Path, socket: &Path) -> Result<UnixListener> {
         .map_err(|e| Error::io(op, socket.display(), e))
         .and_then(|listener| {
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(SOCKET_MODE))
-                .and_then(|()| std::fs::rename(&staged, socket))
-                .map_err(|e| Error::io(op, socket.display(), e))?;
-            Ok(listener)
+                .and_then(|()| std::fs::symlink_metadata(&staged))
+                .and_then(|meta| {
+                    std::fs::rename(&staged, socket)?;
+                    Ok((listener, (meta.dev(), meta.ino())))
+                })
+                .map_err(|e| Error::io(op, socket.display(), e))
         });
     let cleaned = std::fs::remove_dir_all(&staging);
     let listener = bound?;
