@@ -247,3 +247,49 @@ fn the_socket_is_for_its_owner_and_group_only() {
     assert_eq!(entries, ["plugin.sock", "volumes"], "no staging left");
     server.shutdown().unwrap();
 }
+
+/// The local driver, with `get` panicking.
+struct Panicky(LocalDriver);
+
+impl Driver for Panicky {
+    fn create(&self, name: &str, options: &Options) -> Result<()> {
+        self.0.create(name, options)
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        self.0.remove(name)
+    }
+    fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
+        self.0.mount(name, id)
+    }
+    fn unmount(&self, name: &str, id: &str) -> Result<()> {
+        self.0.unmount(name, id)
+    }
+    fn path(&self, name: &str) -> Result<Option<PathBuf>> {
+        Driver::path(&self.0, name)
+    }
+    fn get(&self, _name: &str) -> Result<Volume> {
+        panic!("a driver bug");
+    }
+    fn list(&self) -> Result<Vec<Volume>> {
+        self.0.list()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+}
+
+#[test]
+fn a_panicking_driver_call_is_io_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin.sock");
+    let driver = Panicky(LocalDriver::open(dir.path().join("volumes")).unwrap());
+    let server = serve(Arc::new(driver), &socket).unwrap();
+    let client = Client::connect(&socket).unwrap();
+    client.create("vol", &Options::new()).unwrap();
+    assert_eq!(client.get("vol").unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(client.list().unwrap().len(), 1, "the server still answers");
+    client.remove("vol").unwrap();
+    drop(client);
+    server.shutdown().unwrap();
+    assert!(!socket.exists());
+}
