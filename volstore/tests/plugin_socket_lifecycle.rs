@@ -1,7 +1,8 @@
-//! The plugin server owns its socket path safely: it replaces only a dead server's
-//! socket, never a live one or a file, lets calls in flight finish on shutdown, removes
-//! only its own socket, and serves many callers at once; without this, restarting a
-//! plugin after a crash would fail, or starting a second one would cut off the first.
+//! The plugin server owns its socket path safely and keeps serving: it replaces only a
+//! dead server's socket, never a live one or a file, lets calls in flight finish on
+//! shutdown, removes only its own socket, serves many callers at once and outlives a
+//! panicking driver call; without this, restarting a plugin after a crash would fail,
+//! starting a second one would cut off the first, and one driver bug would stop all.
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
