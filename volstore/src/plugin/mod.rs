@@ -44,7 +44,7 @@
 //! | 404 | an unknown path | `unsupported` |
 //! | 405 | a method other than `POST` | `unsupported` |
 //! | 413 | a request body over 1 MiB (read on up to 16 MiB, so the sender reads the refusal) | `limit_exceeded` |
-//! | 500 | the driver failed | the driver error's kind |
+//! | 500 | the driver failed (or panicked: `io`, and the server goes on) | the driver error's kind |
 //!
 //! None of the first four reaches the driver. The message starts with the error's kind
 //! in brackets, as [`ErrorKind::as_str`] spells it (`[not_found] get vol: ...`), so
@@ -56,16 +56,19 @@
 //! exist` → `NotFound`; `already exists` → `AlreadyExists`; `in use`, `busy` →
 //! `InUse`; `permission denied` → `PermissionDenied`; `not supported`, `unsupported`
 //! → `Unsupported`; `invalid` → `InvalidArgument`; anything else `Io`. An answer the
-//! client cannot read (not JSON, a missing `Mountpoint`/`Volume`/`Capabilities`, an
-//! unknown scope) is `Corrupt`; a refused or broken connection, or a timeout, is `Io`.
+//! client cannot read (not JSON, a missing `Mountpoint`/`Volume`/`Capabilities`, a
+//! relative mountpoint, another volume than the one asked for, a volume listed twice,
+//! an unknown scope) is `Corrupt`; a failed status without a readable `Err`, a refused
+//! or broken connection (a missing socket too), or a timeout, is `Io`.
 //!
 //! # Timeouts (client)
 //!
 //! Connecting (socket connect plus HTTP handshake) is bounded by
 //! [`Timeouts::connect`] (5 s by default) and every call, from sending the request to
 //! the last byte of the answer, by [`Timeouts::call`] (120 s by default: a mount of a
-//! network volume can be slow). Running out is `Io`. The client does not retry: a
-//! create or mount that timed out may have happened.
+//! network volume can be slow). Running out is `Io`. The client never repeats a request
+//! it sent (a create or mount that timed out may have happened); it retries only one
+//! that never left, on a kept-alive connection the plugin had closed meanwhile.
 //!
 //! # The socket path (server)
 //!
