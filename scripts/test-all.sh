@@ -22,7 +22,7 @@ if [ "${CARGOHOLD_SKIP_INSTALL:-0}" != 1 ]; then
               hyperfine:hyperfine debootstrap:debootstrap pigz:pigz zstd:zstd jq:jq \
               getfattr:attr setcap:libcap2-bin mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs \
               mkfs.ext4:e2fsprogs losetup:mount curl:curl openssl:openssl valgrind:valgrind \
-              unshare:util-linux cc:gcc pkg-config:pkg-config python3:python3; do
+              unshare:util-linux cc:gcc pkg-config:pkg-config python3:python3 podman:podman; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
   done
   python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)

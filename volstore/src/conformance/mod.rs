@@ -2,7 +2,7 @@
 //!
 //! A driver's test file makes a [`Fixture`] (a fresh, empty driver and a way to see
 //! what it left behind) and stamps one `#[test]` per check with
-//! [`volume_driver_conformance!`]. Every check ends by removing what it made and
+//! [`crate::volume_driver_conformance!`]. Every check ends by removing what it made and
 //! asserting the fixture reports nothing left over (no volumes, temporary files,
 //! markers or mounts).
 
