@@ -141,11 +141,17 @@ impl Mount {
     }
 }
 
-/// Which driver a [`LayerStore`] uses.
+/// Which driver a [`LayerStore`] uses. A store records its driver when it is created
+/// (`ROOT/driver`) and refuses to be opened with another one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
     /// Full directory copies (reflinked where the filesystem allows): works anywhere.
     Vfs,
     /// Overlayfs: layers are lower dirs, containers upper dirs.
     Overlay,
+    /// Btrfs: content as subvolumes, children as snapshots (the store must be on btrfs).
+    Btrfs,
+    /// The driver the store recorded; for a new store, btrfs when it lives on btrfs,
+    /// overlay as root elsewhere, vfs otherwise.
+    Auto,
 }

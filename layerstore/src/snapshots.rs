@@ -253,7 +253,7 @@ impl Snapshots {
         }
         for (name, _) in self.snaps.entries()? {
             if !atomic::is_temp_name(&name) && !live.contains(&name) {
-                self.snaps.remove_all(&name)?;
+                self.backend.discard(&self.snaps, &name)?;
             }
         }
         self.reindex_children(&markers)?;
@@ -687,7 +687,7 @@ impl Snapshots {
         self.snaps
             .rename(OsStr::new(&rec.id), &self.snaps, &doomed)?;
         drop(lock);
-        match self.snaps.remove_all(&doomed) {
+        match self.backend.discard(&self.snaps, &doomed) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

@@ -72,11 +72,88 @@ fn layer_of(rec: &Record) -> Result<Layer> {
     })
 }
 
-fn backend_for(choice: DriverChoice) -> Result<Box<dyn Backend>> {
-    match choice {
-        DriverChoice::Vfs => Ok(Box::new(crate::drivers::vfs::Vfs)),
-        DriverChoice::Overlay => Ok(Box::new(crate::drivers::overlay::Overlay::new())),
+/// The file in a store's root that names its driver.
+const DRIVER_FILE: &str = "driver";
+
+fn backend_for(choice: DriverChoice, root: &Path) -> Result<Box<dyn Backend>> {
+    use crate::drivers::{btrfs::Btrfs, overlay::Overlay, vfs::Vfs};
+    let choice = match choice {
+        DriverChoice::Auto => {
+            std::fs::create_dir_all(root).map_err(|e| Error::io("open", root.display(), e))?;
+            let dir = cargohold_core::Dir::open_path(root)?;
+            match dir.open_file(OsStr::new(DRIVER_FILE), rustix::fs::OFlags::RDONLY) {
+                Ok(mut f) => {
+                    let mut name = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut name)
+                        .map_err(|e| Error::io("open", DRIVER_FILE, e))?;
+                    match name.trim() {
+                        "vfs" => DriverChoice::Vfs,
+                        "overlay" => DriverChoice::Overlay,
+                        "btrfs" => DriverChoice::Btrfs,
+                        other => {
+                            return Err(Error::new(
+                                ErrorKind::Corrupt,
+                                "open",
+                                root.display(),
+                                format!("unknown recorded driver {other:?}"),
+                            ));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if crate::drivers::btrfs::is_btrfs(&dir)? {
+                        DriverChoice::Btrfs
+                    } else if rustix::process::geteuid().is_root() {
+                        DriverChoice::Overlay
+                    } else {
+                        DriverChoice::Vfs
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        c => c,
+    };
+    Ok(match choice {
+        DriverChoice::Vfs => Box::new(Vfs),
+        DriverChoice::Overlay => Box::new(Overlay::new()),
+        DriverChoice::Btrfs => {
+            std::fs::create_dir_all(root).map_err(|e| Error::io("open", root.display(), e))?;
+            Box::new(Btrfs::for_store(root)?)
+        }
+        DriverChoice::Auto => unreachable!("resolved above"),
+    })
+}
+
+/// Record the store's driver on first open; refuse another one after.
+fn check_driver(snaps: &Snapshots) -> Result<()> {
+    let want = snaps.backend().name();
+    let dir = snaps.root().dir();
+    let name = OsStr::new(DRIVER_FILE);
+    let recorded = match snaps.root().read(DRIVER_FILE) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            match cargohold_core::atomic::write_new_file(dir, name, want.as_bytes(), 0o644) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => snaps.root().read(DRIVER_FILE)?,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let recorded = String::from_utf8_lossy(&recorded);
+    if recorded.trim() != want {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "open",
+            snaps.root().path().display(),
+            format!(
+                "the store was made with the {} driver, not {want}",
+                recorded.trim()
+            ),
+        ));
     }
+    Ok(())
 }
 
 impl LayerStore {
@@ -84,12 +161,14 @@ impl LayerStore {
     /// writers left (temporary directories and files, orphan snapshot directories,
     /// mount records whose mounts are gone).
     pub fn open(root: impl AsRef<Path>, driver: DriverChoice) -> Result<LayerStore> {
-        Self::open_with(root, backend_for(driver)?)
+        let root = root.as_ref();
+        Self::open_with(root, backend_for(driver, root)?)
     }
 
     /// Open with any backend.
     pub fn open_with(root: impl AsRef<Path>, backend: Box<dyn Backend>) -> Result<LayerStore> {
         let snaps = Snapshots::open(root, backend)?;
+        check_driver(&snaps)?;
         let mounts = MountTable::open(&snaps)?;
         Ok(LayerStore {
             snaps,

@@ -128,3 +128,20 @@ fn the_driver_refuses_a_store_not_on_btrfs() {
         cargohold_core::ErrorKind::Unsupported
     );
 }
+
+#[test]
+fn auto_chooses_btrfs_on_btrfs_and_keeps_it() {
+    let tempdir = scratch_dir();
+    let m = mount_btrfs(tempdir.path());
+    let root = m.0.join("store");
+    let s = layerstore::LayerStore::open(&root, layerstore::DriverChoice::Auto).unwrap();
+    assert_eq!(s.snapshots().backend().name(), "btrfs");
+    drop(s);
+    assert_eq!(
+        layerstore::LayerStore::open(&root, layerstore::DriverChoice::Vfs)
+            .unwrap_err()
+            .kind(),
+        cargohold_core::ErrorKind::InvalidArgument
+    );
+    drop(m);
+}
