@@ -244,3 +244,16 @@ def test_two_threads_apply_at_once(tmp_path):
         s.close()
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+def test_export_diff_to_a_path(store, tmp_path, base_tar):
+    base = store.apply_layer(base_tar)
+    store.prepare_container("c", parent=base.chain_id)
+    out = tmp_path / "diff.tar"
+    diff_id, size = store.export_diff("c", out)
+    assert out.stat().st_size == size and sha256(out.read_bytes()) == diff_id
+    assert tarfile.open(out).getnames() == []  # nothing changed
+    with pytest.raises(TypeError):
+        store.export_diff("c", 42)
+    with pytest.raises(cargohold.NotFound):
+        store.export_diff("missing", io.BytesIO())

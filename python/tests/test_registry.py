@@ -206,3 +206,28 @@ def test_processes_push_into_one_root(tmp_path):
             for d in digests:
                 assert hashlib.sha256(r.read_blob("lib/app", d)).hexdigest() == d.split(":")[1]
             assert r.get_manifest("lib/app", f"p{n}")[2] == manifest_digest
+
+
+def test_failing_file_object_leaves_no_upload_behind(reg, tmp_path):
+    class Broken(Exception):
+        pass
+
+    class Source:
+        def __init__(self):
+            self.sent = 0
+
+        def read(self, n):
+            if self.sent > 3 * 1024 * 1024:
+                raise Broken()
+            self.sent += n
+            return b"x" * n
+
+    with pytest.raises(Broken):
+        reg.put_blob("lib/app", Source())
+    leftovers = [
+        os.path.join(d, f)
+        for d, _, files in os.walk(tmp_path / "registry")
+        for f in files
+        if "_uploads" in d
+    ]
+    assert leftovers == []
