@@ -2,10 +2,10 @@
 //! it. pyo3 stays here: the tier crates know nothing of Python.
 //!
 //! Rules every binding keeps:
-//! - every storage call runs with the GIL released ([`exceptions::detached`]); Python
+//! - every storage call runs with the GIL released (`exceptions::detached`); Python
 //!   file objects are read and written through adapters that take the GIL only for
-//!   each `.read(n)` / `.write(b)` call ([`streams`]);
-//! - every failure is the exception of its [`ErrorKind`] (a subclass of
+//!   each `.read(n)` / `.write(b)` call (`streams`);
+//! - every failure is the exception of its `ErrorKind` (a subclass of
 //!   `cargohold.Error`); an exception raised by a caller's file object or callback is
 //!   re-raised as it was, not wrapped;
 //! - wrong argument types are `TypeError`, a closed store is `ValueError` (as for a
