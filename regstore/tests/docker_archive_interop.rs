@@ -689,3 +689,83 @@ fn the_corpus_archive_imports_as_the_corpus_oci_image() {
         want
     );
 }
+
+#[test]
+fn zstd_layers_are_decompressed_both_ways_and_bzip2_is_unsupported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = registry(tmp.path());
+    // Export: an OCI image with zstd layers (skopeo recompressed umoci's) leaves as
+    // plain tars that hash to their diff_ids.
+    let layout = umoci_layout(tmp.path());
+    let zl = tmp.path().join("zstd-layout");
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{}:a", layout.display()),
+        &format!("oci:{}:z", zl.display()),
+    ]));
+    regstore::oci_layout::import(&reg, &zl, Some("z"), "z/oci", "1", &mut |_, _| {}).unwrap();
+    let v: Value = serde_json::from_slice(&reg.get_manifest("z/oci", "1").unwrap().bytes).unwrap();
+    assert_eq!(
+        v["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let out = tmp.path().join("z.tar");
+    docker_archive::export(&reg, "z/oci", "1", &out, None, None, &mut |_, _| {}).unwrap();
+    let ids = diff_ids(&skopeo_json(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:z", zl.display()),
+    ]));
+    let ms = members(&out);
+    for id in &ids {
+        let d = Digest::parse(id).unwrap();
+        let m = ms
+            .iter()
+            .find(|m| m.0 == format!("{}.tar", d.hex()))
+            .unwrap();
+        assert_eq!(Digest::sha256(&m.3), d);
+    }
+    // Import: a zstd member is stored decompressed, named by its diff_id.
+    let l1 = layer(b"zstd inside");
+    let z = zstd::encode_all(&l1[..], 3).unwrap();
+    let cfg = config_for(&[&l1], "amd64");
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": "c.json", "RepoTags": ["z:1"], "Layers": ["l.tar"]}]),
+    )
+    .unwrap();
+    let file = tmp.path().join("zin.tar");
+    raw_tar(
+        &file,
+        &[
+            M::File("c.json", &cfg),
+            M::File("l.tar", &z),
+            M::File("manifest.json", &manifest),
+        ],
+    );
+    docker_archive::import(&reg, &file, None, "z/arc", "1", &mut |_, _| {}).unwrap();
+    let v: Value = serde_json::from_slice(&reg.get_manifest("z/arc", "1").unwrap().bytes).unwrap();
+    assert_eq!(v["layers"][0]["digest"], Digest::sha256(&l1).to_string());
+    assert_eq!(v["layers"][0]["mediaType"], docker_archive::LAYER_TAR);
+    assert_eq!(reg.read_blob("z/arc", &Digest::sha256(&l1)).unwrap(), l1);
+    // bzip2 is refused with its kind, and nothing is tagged.
+    let mut bz = b"BZh91AY&SY".to_vec();
+    bz.extend_from_slice(&[0u8; 100]);
+    let file = tmp.path().join("bz.tar");
+    raw_tar(
+        &file,
+        &[
+            M::File("c.json", &cfg),
+            M::File("l.tar", &bz),
+            M::File("manifest.json", &manifest),
+        ],
+    );
+    let err = docker_archive::import(&reg, &file, None, "z/bz", "1", &mut |_, _| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        reg.resolve_tag("z/bz", "1").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
