@@ -257,3 +257,13 @@ def test_export_diff_to_a_path(store, tmp_path, base_tar):
         store.export_diff("c", 42)
     with pytest.raises(cargohold.NotFound):
         store.export_diff("missing", io.BytesIO())
+
+
+def test_btrfs_driver_refuses_a_root_elsewhere(tmp_path):
+    import subprocess
+
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    assert fstype != "btrfs", "this check needs a temporary directory that is not on btrfs"
+    with pytest.raises(cargohold.Unsupported):
+        cargohold.LayerStore(tmp_path / "s", driver="btrfs")

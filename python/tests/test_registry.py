@@ -231,3 +231,17 @@ def test_failing_file_object_leaves_no_upload_behind(reg, tmp_path):
         if "_uploads" in d
     ]
     assert leftovers == []
+
+
+def test_closed_registry_and_reader_are_value_errors(tmp_path):
+    r = cargohold.Registry(tmp_path / "registry")
+    d = r.put_blob("lib/app", b"abc")
+    reader = r.open_blob("lib/app", d.digest)
+    reader.close()
+    assert reader.closed
+    with pytest.raises(ValueError):
+        reader.read()
+    r.close()
+    assert r.closed
+    with pytest.raises(ValueError):
+        r.stat_blob("lib/app", d.digest)

@@ -159,3 +159,13 @@ def test_processes_share_one_root(tmp_path):
             f"from-{n}" for n in range(4)
         ]
         v.remove("shared")
+
+
+def test_closed_store_is_value_error(tmp_path):
+    with cargohold.VolumeStore(tmp_path / "v") as v:
+        v.create("kept")
+    assert v.closed
+    with pytest.raises(ValueError):
+        v.list()
+    with cargohold.VolumeStore(tmp_path / "v") as again:
+        assert [x.name for x in again] == ["kept"]
