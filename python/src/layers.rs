@@ -4,12 +4,11 @@ use std::path::PathBuf;
 
 use cargohold_core::{Digest, Error, ErrorKind};
 use layerstore::archive::ChangeKind;
-use layerstore::drivers::Backend;
-use layerstore::{ApplyOptions, Driver, Labels};
+use layerstore::{ApplyOptions, Driver, DriverChoice, Labels};
 use pyo3::prelude::*;
 use pyo3::types::{PyIterator, PyList};
 
-use crate::exceptions::{detached, digest_arg, invalid, to_py};
+use crate::exceptions::{detached, digest_arg, invalid};
 use crate::handle::Handle;
 use crate::streams::{Sink, Source};
 
@@ -121,8 +120,10 @@ impl Change {
 /// several processes.
 ///
 /// ``driver`` is "vfs" (full copies, works anywhere), "overlay" (kernel overlayfs,
-/// needs root), "btrfs" (subvolumes; the root must be on btrfs) or "auto" (overlay as
-/// root, vfs otherwise). Every call releases the GIL. Use as a context manager, or call
+/// needs root), "btrfs" (subvolumes; the root must be on btrfs: Unsupported otherwise)
+/// or "auto" (the driver the store recorded; for a new store btrfs on btrfs, overlay as
+/// root, vfs otherwise). A store records its driver when created and refuses another
+/// (InvalidArgument). Every call releases the GIL. Use as a context manager, or call
 /// ``close()``; calls on a closed store raise ValueError.
 #[pyclass(module = "cargohold._cargohold", frozen)]
 #[derive(Debug)]
@@ -132,18 +133,12 @@ pub struct LayerStore {
     driver: &'static str,
 }
 
-fn backend(py: Python<'_>, root: &std::path::Path, driver: &str) -> PyResult<Box<dyn Backend>> {
-    let root_user = rustix::process::geteuid().is_root();
+fn choice(py: Python<'_>, driver: &str) -> PyResult<DriverChoice> {
     Ok(match driver {
-        "vfs" => Box::new(layerstore::drivers::vfs::Vfs),
-        "overlay" => Box::new(layerstore::drivers::overlay::Overlay::new()),
-        "auto" if root_user => Box::new(layerstore::drivers::overlay::Overlay::new()),
-        "auto" => Box::new(layerstore::drivers::vfs::Vfs),
-        "btrfs" => {
-            std::fs::create_dir_all(root)
-                .map_err(|e| to_py(py, Error::io("open layer store", root.display(), e)))?;
-            Box::new(layerstore::drivers::btrfs::Btrfs::for_store(root).map_err(|e| to_py(py, e))?)
-        }
+        "vfs" => DriverChoice::Vfs,
+        "overlay" => DriverChoice::Overlay,
+        "btrfs" => DriverChoice::Btrfs,
+        "auto" => DriverChoice::Auto,
         other => {
             return Err(invalid(
                 py,
@@ -168,10 +163,10 @@ impl LayerStore {
     #[new]
     #[pyo3(signature = (root, driver = "auto"))]
     fn new(py: Python<'_>, root: PathBuf, driver: &str) -> PyResult<LayerStore> {
-        let b = backend(py, &root, driver)?;
-        let name = b.name();
+        let choice = choice(py, driver)?;
         let r = root.clone();
-        let store = detached(py, move || layerstore::LayerStore::open_with(&r, b))?;
+        let store = detached(py, move || layerstore::LayerStore::open(&r, choice))?;
+        let name = store.snapshots().backend().name();
         Ok(LayerStore {
             store: Handle::new(store, "LayerStore"),
             root,

@@ -267,3 +267,15 @@ def test_btrfs_driver_refuses_a_root_elsewhere(tmp_path):
     assert fstype != "btrfs", "this check needs a temporary directory that is not on btrfs"
     with pytest.raises(cargohold.Unsupported):
         cargohold.LayerStore(tmp_path / "s", driver="btrfs")
+
+
+def test_a_store_keeps_its_driver(tmp_path, base_tar):
+    require_root()
+    root = tmp_path / "s"
+    with cargohold.LayerStore(root, driver="vfs") as s:
+        layer = s.apply_layer(base_tar)
+    with pytest.raises(cargohold.InvalidArgument):
+        cargohold.LayerStore(root, driver="overlay")
+    with cargohold.LayerStore(root) as again:  # auto: what the store recorded
+        assert again.driver == "vfs"
+        assert again.layer(layer.chain_id) == layer
