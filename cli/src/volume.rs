@@ -19,7 +19,7 @@ pub enum VolumeCmd {
     /// Create a volume (anonymous, with a generated name, when NAME is left out) and
     /// print its name.
     Create {
-        /// Volume name: [a-zA-Z0-9][a-zA-Z0-9_.-]+.
+        /// Volume name: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
         name: Option<String>,
         /// Driver option: type=tmpfs|none|nfs|ext4|..., device=..., o=..., size=...
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
