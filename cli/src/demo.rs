@@ -229,11 +229,7 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     } else {
         "unprivileged"
     };
-    println!(
-        "cargohold demo on {} ({who}, {:?} driver)",
-        ctx.root.display(),
-        layer::driver_choice()
-    );
+    println!("cargohold demo on {} ({who})", ctx.root.display());
     let mut r = Report::default();
     let scratch = ctx
         .root
@@ -280,7 +276,8 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     let store = r.step("open layer store", || {
         let store = layer::open(ctx)?;
         let n = store.layers()?.len();
-        Ok((store, format!("{n} layers already there")))
+        let driver = store.snapshots().backend().name();
+        Ok((store, format!("{driver} driver, {n} layers already there")))
     })?;
     let layers = r.step("unpack demo/app:v1", || {
         let layers = crate::image::unpack_layers(&reg, &store, "demo/app:v1")?;

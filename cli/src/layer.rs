@@ -98,14 +98,14 @@ pub fn open(ctx: &Ctx) -> Result<LayerStore> {
     LayerStore::open(stores::layers_dir(ctx), driver_choice())
 }
 
-/// `CARGOHOLD_DRIVER` (`vfs` or `overlay`) when set; otherwise overlay as root (kernel
-/// overlayfs), vfs for an unprivileged user.
+/// `CARGOHOLD_DRIVER` (`vfs`, `overlay` or `btrfs`) when set; otherwise the driver the
+/// store recorded, or for a new store btrfs on btrfs, overlay as root, vfs otherwise.
 pub fn driver_choice() -> DriverChoice {
     match std::env::var("CARGOHOLD_DRIVER").as_deref() {
         Ok("vfs") => DriverChoice::Vfs,
         Ok("overlay") => DriverChoice::Overlay,
-        _ if rustix::process::geteuid().is_root() => DriverChoice::Overlay,
-        _ => DriverChoice::Vfs,
+        Ok("btrfs") => DriverChoice::Btrfs,
+        _ => DriverChoice::Auto,
     }
 }
 
