@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,6 +17,7 @@ use tar::EntryType;
 use super::Compression;
 use super::compression::decompressor;
 use super::path::sanitize;
+use super::stream::{Limited, Position, Tracked, stream_err};
 
 const OP: &str = "apply layer";
 const WH_PREFIX: &[u8] = b".wh.";
@@ -85,49 +87,6 @@ pub struct Applied {
     pub entries: u64,
 }
 
-/// Counts uncompressed bytes and stops past a limit.
-struct Limited<R> {
-    inner: R,
-    read: u64,
-    limit: u64,
-    hit: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for Limited<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read > self.limit {
-            self.hit.store(true, Ordering::Relaxed);
-            return Err(io::Error::other(LimitHit));
-        }
-        Ok(n)
-    }
-}
-
-#[derive(Debug)]
-struct LimitHit;
-impl std::fmt::Display for LimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("uncompressed size limit exceeded")
-    }
-}
-impl std::error::Error for LimitHit {}
-
-fn stream_err(context: &str, e: io::Error) -> Error {
-    if e.get_ref().is_some_and(|r| r.is::<LimitHit>()) {
-        return Error::new(ErrorKind::LimitExceeded, OP, context, e.to_string());
-    }
-    let kind = match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other => {
-            ErrorKind::Corrupt
-        }
-        io::ErrorKind::InvalidInput => ErrorKind::InvalidArgument,
-        _ => ErrorKind::from_io(&e),
-    };
-    Error::io(OP, context, e).with_kind(kind)
-}
-
 /// Apply the layer tar read from `reader` into `target`, over `lowers` (the parent's
 /// layer dirs, nearest first; empty when `target` already holds the parent's tree).
 ///
@@ -174,8 +133,10 @@ fn apply_inner(
         };
         let mut diff = DigestReader::new(limited, Algorithm::Sha256);
         let entries = {
-            let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, &mut diff));
+            let (tracked, position) = Tracked::new(BufReader::with_capacity(1 << 20, &mut diff));
+            let mut archive = tar::Archive::new(tracked);
             let mut applier = Applier {
+                position,
                 root: target,
                 lowers,
                 opts,
@@ -187,7 +148,7 @@ fn apply_inner(
             let n = applier.run(&mut archive)?;
             applier.finish()?;
             // What follows the end-of-archive blocks (padding) belongs to the digest.
-            let mut rest = archive.into_inner();
+            let mut rest = archive.into_inner().into_inner();
             io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
             n
         };
@@ -296,6 +257,8 @@ fn split(path: &Path) -> (&Path, &OsStr) {
 }
 
 struct Applier<'a> {
+    /// Where the tar parser stands in the uncompressed stream.
+    position: Rc<Position>,
     root: &'a Root,
     lowers: &'a [&'a Root],
     opts: &'a ApplyOptions,
@@ -311,9 +274,22 @@ struct Applier<'a> {
 impl Applier<'_> {
     fn run<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<u64> {
         let mut n = 0u64;
+        // Where the data of the last entry ends in the uncompressed stream.
+        let mut data_end = 0u64;
         let iter = archive.entries().map_err(|e| stream_err("tar", e))?;
         for entry in iter {
-            let mut entry = entry.map_err(|e| stream_err("tar header", e))?;
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                // Go's tar writer, left unclosed, ends the stream right after the last
+                // entry's data: that is the end of the archive, as Go's reader takes it.
+                Err(_) if self.position.ended_unpadded_at(data_end) => break,
+                Err(e) => return Err(stream_err("tar header", e)),
+            };
+            data_end = match entry.header().entry_type() {
+                // A sparse entry's size is not its length in the stream: never lenient.
+                EntryType::GNUSparse => u64::MAX,
+                _ => entry.raw_file_position().saturating_add(entry.size()),
+            };
             let et = entry.header().entry_type();
             if matches!(
                 et,

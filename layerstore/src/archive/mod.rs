@@ -25,7 +25,13 @@
 //!     [`ApplyOptions::allow_devices`];
 //!   - [`ApplyOptions::max_uncompressed_bytes`] and [`ApplyOptions::max_entries`] stop
 //!     decompression bombs with `LimitExceeded`;
-//!   - malformed or truncated tars are `Corrupt`, never a panic.
+//!   - malformed or truncated tars are `Corrupt`, never a panic. One shape that looks
+//!     cut is complete: a stream that ends exactly where the last entry's data ends,
+//!     without its padding and the end-of-archive blocks, is what Go's `archive/tar`
+//!     writer leaves when it is not closed (`umoci insert` writes such layers); it is
+//!     applied like a closed tar, as Go's reader takes it. A stream that ends inside an
+//!     entry's data, inside a header (or a PAX/GNU extension header's data), or inside
+//!     the padding stays `Corrupt`.
 //! - Whiteouts follow [`WhiteoutFormat`]. With `Remove`, an opaque marker
 //!   (`.wh..wh..opq`) empties its directory of what came from lower layers but keeps
 //!   what this layer already put there, whatever the order inside the tar.
@@ -42,6 +48,7 @@ mod compression;
 mod export;
 mod inventory;
 mod path;
+mod stream;
 
 pub use apply::{Applied, ApplyOptions, WhiteoutFormat, apply};
 pub use compression::{Compression, decompressor};
