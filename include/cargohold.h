@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// The vfs driver (full copies, reflinked where possible): works on any filesystem.
+#define CARGOHOLD_LAYER_DRIVER_VFS 0
+
+// The overlay driver: layers are overlayfs lower directories (needs root).
+#define CARGOHOLD_LAYER_DRIVER_OVERLAY 1
+
 // The outcome of a call. `CARGOHOLD_STATUS_OK` is zero; every other value names one
 // error kind, in the order of the shared `ErrorKind`.
 typedef enum cargohold_status {
@@ -44,6 +50,35 @@ typedef enum cargohold_status {
 // with `cargohold_error_free`. Immutable, so it may be read from any thread.
 typedef struct cargohold_error cargohold_error;
 
+// A layer store: layers and containers in one directory.
+//
+// Thread safety: the handle is `Send + Sync`; any number of threads may call functions
+// on one handle at once, and several processes may open the same root. Only
+// `cargohold_layer_store_free` must not run concurrently with another call on it.
+typedef struct cargohold_layer_store cargohold_layer_store;
+
+// A registry: repositories, blobs, manifests and tags stored under one directory in
+// the layout of the distribution registry's filesystem driver.
+//
+// Thread safety: the handle is `Send + Sync`; any number of threads may call functions
+// on one handle at once, and several processes may open the same root. Only
+// `cargohold_registry_free` must not run concurrently with another call on it.
+typedef struct cargohold_registry cargohold_registry;
+
+// A volume store: named volumes in one directory (the local driver).
+//
+// Thread safety: the handle is `Send + Sync`; any number of threads may call functions
+// on one handle at once, and several processes may open the same root. Only
+// `cargohold_volume_store_free` must not run concurrently with another call on it.
+typedef struct cargohold_volume_store cargohold_volume_store;
+
+// A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
+// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
+typedef ptrdiff_t (*cargohold_read_fn)(void *ctx, uint8_t *buf, size_t len);
+
+// A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
+typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -77,6 +112,409 @@ const char *cargohold_error_kind_name(const struct cargohold_error *err);
 
 // The stable lower-case name of a status (`"ok"`, `"not_found"`, ...), static.
 const char *cargohold_status_name(enum cargohold_status status);
+
+// Open (creating it when missing) the layer store at `root` with the driver
+// `CARGOHOLD_LAYER_DRIVER_VFS` or `CARGOHOLD_LAYER_DRIVER_OVERLAY`; `*out` receives
+// the handle, released with `cargohold_layer_store_free`.
+//
+// # Safety
+// `root` is a NUL-terminated string or NULL; `out` is writable or NULL; `err` as usual.
+enum cargohold_status cargohold_layer_store_open(const char *root,
+                                                 uint32_t driver,
+                                                 struct cargohold_layer_store **out,
+                                                 struct cargohold_error **err);
+
+// Release a layer store handle. NULL is `OK`; a handle already freed (or never made
+// here) is `INVALID_ARGUMENT` and nothing is touched.
+//
+// # Safety
+// No other call may be using `store` at the same time.
+enum cargohold_status cargohold_layer_store_free(struct cargohold_layer_store *store);
+
+// Apply the OCI layer tar (plain, gzip or zstd) read from `fd` (left open, read to
+// its end) on top of the layer `parent` (NULL: a base layer). With
+// `expected_diff_id` (NULL: none) the tar must have that diff ID
+// (`DIGEST_MISMATCH` otherwise, nothing kept) and an existing layer is returned
+// without reading. `*out_chain_id` receives the layer's chain ID (free with
+// `cargohold_string_free`). `NOT_FOUND` for a missing parent.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `fd` is open for the call.
+enum cargohold_status cargohold_layer_apply_fd(const struct cargohold_layer_store *store,
+                                               int fd,
+                                               const char *parent,
+                                               const char *expected_diff_id,
+                                               char **out_chain_id,
+                                               struct cargohold_error **err);
+
+// Like `cargohold_layer_apply_fd`, reading the tar through `read(ctx, buf, len)`
+// until it returns 0. The callback may be called from a helper thread, never
+// concurrently with itself, and never after this function returns.
+//
+// # Safety
+// `read` is callable with `ctx` until this function returns.
+enum cargohold_status cargohold_layer_apply_read(const struct cargohold_layer_store *store,
+                                                 cargohold_read_fn read,
+                                                 void *ctx,
+                                                 const char *parent,
+                                                 const char *expected_diff_id,
+                                                 char **out_chain_id,
+                                                 struct cargohold_error **err);
+
+// `*out_json` receives every layer as a JSON array of objects `{"chain_id", "parent"
+// (null for a base), "diff_id", "compressed_digest" (or null), "size", "created"}`,
+// sorted by chain ID (free with `cargohold_string_free`).
+//
+// # Safety
+// `out_json` is writable.
+enum cargohold_status cargohold_layer_list(const struct cargohold_layer_store *store,
+                                           char **out_json,
+                                           struct cargohold_error **err);
+
+// Remove the layer `chain_id`: `NOT_FOUND` when missing, `IN_USE` while a layer or
+// container is on it.
+//
+// # Safety
+// `chain_id` is NUL-terminated.
+enum cargohold_status cargohold_layer_remove(const struct cargohold_layer_store *store,
+                                             const char *chain_id,
+                                             struct cargohold_error **err);
+
+// Prepare the writable container `key` on the layer `parent` (NULL: empty).
+// `*out_mounts_json` (when `out_mounts_json` is not NULL) receives how to mount it: a
+// JSON array of `{"type", "source", "target", "options"}`. `ALREADY_EXISTS` when
+// `key` is taken, `NOT_FOUND` for a missing parent.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `out_mounts_json` is writable or NULL.
+enum cargohold_status cargohold_container_prepare(const struct cargohold_layer_store *store,
+                                                  const char *key,
+                                                  const char *parent,
+                                                  char **out_mounts_json,
+                                                  struct cargohold_error **err);
+
+// Commit the container `key` into a layer; `*out_chain_id` receives its chain ID.
+// The container is gone afterwards (it must be unmounted first).
+//
+// # Safety
+// `key` is NUL-terminated; `out_chain_id` is writable.
+enum cargohold_status cargohold_container_commit(const struct cargohold_layer_store *store,
+                                                 const char *key,
+                                                 char **out_chain_id,
+                                                 struct cargohold_error **err);
+
+// Mount the container `key` at the existing directory `target` (needs root). A second
+// mount at the same target shares the first; at another target it is `CONFLICT`.
+//
+// # Safety
+// Strings are NUL-terminated.
+enum cargohold_status cargohold_container_mount(const struct cargohold_layer_store *store,
+                                                const char *key,
+                                                const char *target,
+                                                struct cargohold_error **err);
+
+// Drop one mount at `target`; the last one unmounts. `NOT_FOUND` when this store
+// mounted nothing there.
+//
+// # Safety
+// `target` is NUL-terminated.
+enum cargohold_status cargohold_container_unmount(const struct cargohold_layer_store *store,
+                                                  const char *target,
+                                                  struct cargohold_error **err);
+
+// Remove the container `key` and its data: `NOT_FOUND` when missing.
+//
+// # Safety
+// `key` is NUL-terminated.
+enum cargohold_status cargohold_container_remove(const struct cargohold_layer_store *store,
+                                                 const char *key,
+                                                 struct cargohold_error **err);
+
+// Write the changes of the container `key` as an uncompressed layer tar to `fd` (left
+// open). `*out_diff_id` (when not NULL) receives the tar's digest, `*out_size` (when
+// not NULL) its size.
+//
+// # Safety
+// `key` is NUL-terminated; `fd` is open; out-params are writable or NULL.
+enum cargohold_status cargohold_container_diff_fd(const struct cargohold_layer_store *store,
+                                                  const char *key,
+                                                  int fd,
+                                                  char **out_diff_id,
+                                                  uint64_t *out_size,
+                                                  struct cargohold_error **err);
+
+// Open (creating it when missing) the registry stored at `root`; `*out` receives the
+// handle (free with `cargohold_registry_free`).
+//
+// # Safety
+// `root` is NUL-terminated; `out` is writable.
+enum cargohold_status cargohold_registry_open(const char *root,
+                                              struct cargohold_registry **out,
+                                              struct cargohold_error **err);
+
+// Release a registry handle. NULL is `OK`; a handle already freed is
+// `INVALID_ARGUMENT` and nothing is touched.
+//
+// # Safety
+// No other call may be using `reg` at the same time.
+enum cargohold_status cargohold_registry_free(struct cargohold_registry *reg);
+
+// Store the blob read from `fd` (to its end; left open) in the repository `repo`.
+// With `expected_digest` (NULL: none) the content must hash to it
+// (`DIGEST_MISMATCH` otherwise, nothing kept). `*out_digest` (when not NULL)
+// receives the blob's digest, `*out_size` (when not NULL) its size.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `fd` is open; out-params writable or NULL.
+enum cargohold_status cargohold_blob_put_fd(const struct cargohold_registry *reg,
+                                            const char *repo,
+                                            int fd,
+                                            const char *expected_digest,
+                                            char **out_digest,
+                                            uint64_t *out_size,
+                                            struct cargohold_error **err);
+
+// `*out_size` receives the size of the blob `digest` in `repo`; `NOT_FOUND` when the
+// repository does not have it.
+//
+// # Safety
+// Strings are NUL-terminated; `out_size` is writable.
+enum cargohold_status cargohold_blob_stat(const struct cargohold_registry *reg,
+                                          const char *repo,
+                                          const char *digest,
+                                          uint64_t *out_size,
+                                          struct cargohold_error **err);
+
+// Write the blob `digest` of `repo` to `fd` (left open), verified against its digest
+// as it streams (`DIGEST_MISMATCH` for content changed on disk, after the bytes were
+// written). `*out_size` (when not NULL) receives the bytes written.
+//
+// # Safety
+// Strings are NUL-terminated; `fd` is open; `out_size` writable or NULL.
+enum cargohold_status cargohold_blob_read_fd(const struct cargohold_registry *reg,
+                                             const char *repo,
+                                             const char *digest,
+                                             int fd,
+                                             uint64_t *out_size,
+                                             struct cargohold_error **err);
+
+// Store the manifest `data`/`len` in `repo` under `reference` (a tag, or its own
+// digest). `media_type` (NULL: from the JSON) must agree with the content.
+// `*out_digest` (when not NULL) receives its digest. A manifest naming blobs the
+// repository lacks is refused (`NOT_FOUND`); malformed JSON is `INVALID_ARGUMENT`.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `data` has `len` readable bytes.
+enum cargohold_status cargohold_manifest_put(const struct cargohold_registry *reg,
+                                             const char *repo,
+                                             const char *reference,
+                                             const uint8_t *data,
+                                             size_t len,
+                                             const char *media_type,
+                                             char **out_digest,
+                                             struct cargohold_error **err);
+
+// Fetch the manifest `reference` (tag or digest) of `repo`: `*out_data`/`*out_len`
+// receive its exact bytes (free with `cargohold_bytes_free(data, len)`),
+// `*out_media_type` (when not NULL) its media type (free with
+// `cargohold_string_free`).
+//
+// # Safety
+// Strings are NUL-terminated; out-params writable (`out_media_type` may be NULL).
+enum cargohold_status cargohold_manifest_get(const struct cargohold_registry *reg,
+                                             const char *repo,
+                                             const char *reference,
+                                             uint8_t **out_data,
+                                             size_t *out_len,
+                                             char **out_media_type,
+                                             struct cargohold_error **err);
+
+// `*out_json` receives the tags of `repo` as a sorted JSON array of strings.
+//
+// # Safety
+// `repo` is NUL-terminated; `out_json` is writable.
+enum cargohold_status cargohold_registry_tags(const struct cargohold_registry *reg,
+                                              const char *repo,
+                                              char **out_json,
+                                              struct cargohold_error **err);
+
+// Import the image named `ref_name` (NULL: the only one) from the OCI layout
+// directory `dir` into `repo:tag`, every blob verified. `progress(ctx, done, 0)` (when
+// not NULL) is called on this thread after each blob with the bytes done so far (the
+// total is not known ahead: 0). `*out_digest` (when not NULL) receives the top
+// manifest's digest.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `progress` is callable with `ctx`.
+enum cargohold_status cargohold_oci_import(const struct cargohold_registry *reg,
+                                           const char *dir,
+                                           const char *ref_name,
+                                           const char *repo,
+                                           const char *tag,
+                                           cargohold_progress_fn progress,
+                                           void *ctx,
+                                           char **out_digest,
+                                           struct cargohold_error **err);
+
+// Export `repo:reference` (tag or digest) into the OCI layout directory `dir`
+// (created when missing; other images in it stay) named `ref_name`. `progress` as for
+// `cargohold_oci_import`.
+//
+// # Safety
+// Strings are NUL-terminated; `progress` is callable with `ctx` or NULL.
+enum cargohold_status cargohold_oci_export(const struct cargohold_registry *reg,
+                                           const char *repo,
+                                           const char *reference,
+                                           const char *dir,
+                                           const char *ref_name,
+                                           cargohold_progress_fn progress,
+                                           void *ctx,
+                                           struct cargohold_error **err);
+
+// Free a string returned by cargohold. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string returned by a cargohold function and not yet freed.
+void cargohold_string_free(char *s);
+
+// Free a byte buffer returned by cargohold, with the length it was returned with.
+// NULL is ignored.
+//
+// # Safety
+// `data` is NULL or a buffer returned by a cargohold function with exactly `len`
+// bytes, not yet freed.
+void cargohold_bytes_free(uint8_t *data, size_t len);
+
+// Open (creating it when missing) the volume store at `root`, cleaning what killed
+// writers left; `*out` receives the handle (free with `cargohold_volume_store_free`).
+//
+// # Safety
+// `root` is NUL-terminated; `out` is writable.
+enum cargohold_status cargohold_volume_store_open(const char *root,
+                                                  struct cargohold_volume_store **out,
+                                                  struct cargohold_error **err);
+
+// Release a volume store handle. NULL is `OK`; a handle already freed is
+// `INVALID_ARGUMENT` and nothing is touched.
+//
+// # Safety
+// No other call may be using `store` at the same time.
+enum cargohold_status cargohold_volume_store_free(struct cargohold_volume_store *store);
+
+// Create the volume `name` (NULL: an anonymous volume with a generated name) with
+// driver options and labels given as JSON objects of strings (NULL: none), e.g.
+// `{"type":"tmpfs","device":"tmpfs","o":"size=1m"}`. Creating an existing volume
+// with the same options returns it; with other options it is `CONFLICT`.
+// `*out_name` (when not NULL) receives the name.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `out_name` is writable or NULL.
+enum cargohold_status cargohold_volume_create(const struct cargohold_volume_store *store,
+                                              const char *name,
+                                              const char *options_json,
+                                              const char *labels_json,
+                                              char **out_name,
+                                              struct cargohold_error **err);
+
+// Remove the volume `name`: `NOT_FOUND` when missing, `IN_USE` while mounted unless
+// `force`.
+//
+// # Safety
+// `name` is NUL-terminated.
+enum cargohold_status cargohold_volume_remove(const struct cargohold_volume_store *store,
+                                              const char *name,
+                                              bool force,
+                                              struct cargohold_error **err);
+
+// Hold the volume `name` for the caller `id` and mount it when it has options;
+// `*out_path` receives where its content is.
+//
+// # Safety
+// Strings are NUL-terminated; `out_path` is writable.
+enum cargohold_status cargohold_volume_mount(const struct cargohold_volume_store *store,
+                                             const char *name,
+                                             const char *id,
+                                             char **out_path,
+                                             struct cargohold_error **err);
+
+// Release the hold of `id` on the volume `name`; the last one unmounts.
+//
+// # Safety
+// Strings are NUL-terminated.
+enum cargohold_status cargohold_volume_unmount(const struct cargohold_volume_store *store,
+                                               const char *name,
+                                               const char *id,
+                                               struct cargohold_error **err);
+
+// `*out_path` receives where the content of `name` is, or NULL when it is not
+// reachable now (a volume with options that nobody holds). `NOT_FOUND` when missing.
+//
+// # Safety
+// `name` is NUL-terminated; `out_path` is writable.
+enum cargohold_status cargohold_volume_path(const struct cargohold_volume_store *store,
+                                            const char *name,
+                                            char **out_path,
+                                            struct cargohold_error **err);
+
+// `*out_json` receives the volume `name` as a JSON object `{"name", "mountpoint",
+// "created_at", "labels", "options", "anonymous", "holders"}`.
+//
+// # Safety
+// `name` is NUL-terminated; `out_json` is writable.
+enum cargohold_status cargohold_volume_get(const struct cargohold_volume_store *store,
+                                           const char *name,
+                                           char **out_json,
+                                           struct cargohold_error **err);
+
+// `*out_json` receives every volume as a JSON array of the objects
+// `cargohold_volume_get` returns, sorted by name.
+//
+// # Safety
+// `out_json` is writable.
+enum cargohold_status cargohold_volume_list(const struct cargohold_volume_store *store,
+                                            char **out_json,
+                                            struct cargohold_error **err);
+
+// Copy the directory `src` into the empty volume `name` (Docker's copy-up of an
+// image's directory into a new volume). `*out_copied` (when not NULL) receives false
+// when the volume was not empty and nothing was copied.
+//
+// # Safety
+// Strings are NUL-terminated; `out_copied` is writable or NULL.
+enum cargohold_status cargohold_volume_populate(const struct cargohold_volume_store *store,
+                                                const char *name,
+                                                const char *src,
+                                                bool *out_copied,
+                                                struct cargohold_error **err);
+
+// Write the content of the volume `name` as a tar to `fd` (left open).
+//
+// # Safety
+// `name` is NUL-terminated; `fd` is open.
+enum cargohold_status cargohold_volume_export_fd(const struct cargohold_volume_store *store,
+                                                 const char *name,
+                                                 int fd,
+                                                 struct cargohold_error **err);
+
+// Replace the content of the volume `name` with the tar read from `fd` (to its end;
+// left open). A bad tar leaves the old content.
+//
+// # Safety
+// `name` is NUL-terminated; `fd` is open.
+enum cargohold_status cargohold_volume_import_fd(const struct cargohold_volume_store *store,
+                                                 const char *name,
+                                                 int fd,
+                                                 struct cargohold_error **err);
+
+// Remove the volumes nobody holds: only anonymous ones, or all when `all`.
+// `*out_json` (when not NULL) receives `{"removed": [names], "bytes": n}`.
+//
+// # Safety
+// `out_json` is writable or NULL.
+enum cargohold_status cargohold_volume_prune(const struct cargohold_volume_store *store,
+                                             bool all,
+                                             char **out_json,
+                                             struct cargohold_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

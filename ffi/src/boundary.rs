@@ -11,7 +11,6 @@ use crate::error::{cargohold_error, cargohold_status};
 ///
 /// # Safety
 /// `err_out` is NULL or points to writable storage for one pointer.
-#[allow(dead_code)] // used by the tier APIs as they are added
 pub(crate) unsafe fn call(
     err_out: *mut *mut cargohold_error,
     f: impl FnOnce() -> Result<(), Error>,

@@ -10,11 +10,18 @@
 
 mod boundary;
 mod error;
+mod handles;
+pub mod layers;
+pub mod registry;
+pub mod streams;
+mod strings;
+pub mod volumes;
 
 pub use error::{
     cargohold_error, cargohold_error_free, cargohold_error_kind_name, cargohold_error_message,
     cargohold_error_status, cargohold_status, cargohold_status_name,
 };
+pub use strings::{cargohold_bytes_free, cargohold_string_free};
 
 /// The library version as a static NUL-terminated string (never freed).
 #[unsafe(no_mangle)]

@@ -1,0 +1,140 @@
+//! Byte streams from C: a file descriptor the caller keeps (never closed here), a read
+//! callback, and a progress callback.
+
+use std::ffi::{c_int, c_void};
+use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
+
+use cargohold_core::{Error, ErrorKind, Result};
+
+/// A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
+/// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
+#[allow(non_camel_case_types)]
+pub type cargohold_read_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> isize>;
+
+/// A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
+#[allow(non_camel_case_types)]
+pub type cargohold_progress_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, done: u64, total: u64)>;
+
+/// Borrow the caller's descriptor `fd` for the call.
+///
+/// # Safety
+/// `fd`, when not negative, is an open descriptor that stays open for the call.
+pub(crate) unsafe fn fd<'a>(fd: c_int, what: &str) -> Result<BorrowedFd<'a>> {
+    if fd < 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "argument",
+            what,
+            "negative file descriptor",
+        ));
+    }
+    // SAFETY: a non-negative `fd` is open for the whole call (the contract); it is
+    // only borrowed, never closed.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Reads from a borrowed descriptor.
+#[derive(Debug)]
+pub(crate) struct FdStream<'a>(pub BorrowedFd<'a>);
+
+impl Read for FdStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::read(self.0, &mut *buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+}
+
+impl Write for FdStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::write(self.0, buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads through a C read callback.
+#[derive(Debug)]
+pub(crate) struct CallbackStream {
+    read: unsafe extern "C" fn(*mut c_void, *mut u8, usize) -> isize,
+    ctx: *mut c_void,
+}
+
+// SAFETY: the callback and its context are used from the calling thread only in
+// practice; the store may move the reader to a helper thread, which the C contract
+// allows (the header says the callback may be called from another thread than the
+// caller's, never concurrently).
+unsafe impl Send for CallbackStream {}
+
+impl CallbackStream {
+    pub(crate) fn new(read: cargohold_read_fn, ctx: *mut c_void) -> Result<CallbackStream> {
+        let read = read.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "argument",
+                "read",
+                "NULL read callback",
+            )
+        })?;
+        Ok(CallbackStream { read, ctx })
+    }
+}
+
+impl Read for CallbackStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: `buf` is writable for `buf.len()` bytes; the callback's contract is
+        // to write at most `len` bytes and return how many.
+        let n = unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            let errno = i32::try_from(-n).unwrap_or(libc::EIO);
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let n = n as usize;
+        if n > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "read callback returned more bytes than asked for",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// A progress callback with its context; calls nothing when NULL.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    f: cargohold_progress_fn,
+    ctx: *mut c_void,
+    done: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(f: cargohold_progress_fn, ctx: *mut c_void) -> Progress {
+        Progress { f, ctx, done: 0 }
+    }
+
+    /// Count `bytes` more and tell the callback.
+    pub(crate) fn add(&mut self, bytes: u64, total: u64) {
+        self.done += bytes;
+        if let Some(f) = self.f {
+            // SAFETY: a non-NULL callback is callable with its own context (the contract).
+            unsafe { f(self.ctx, self.done, total) };
+        }
+    }
+}
