@@ -1,0 +1,3 @@
+module cargohold.example/lifecycle
+
+go 1.19
