@@ -63,6 +63,15 @@ else
   echo "no corpus: the corpus comparisons will report that they did not run"
 fi
 
+step "s3 test server: moto's server mode from PyPI, in a venv under target/"
+# regstore's S3 backend is tested against a real S3 API on 127.0.0.1 (docs/s3.md says
+# why moto); the tests start it from $CARGOHOLD_MOTO_SERVER and fail when it is missing.
+if [ -z "${CARGOHOLD_MOTO_SERVER:-}" ]; then
+  eval "$(bash regstore/tests/s3-server.sh install "$PWD/target/moto")"
+  export CARGOHOLD_MOTO_SERVER
+fi
+echo "moto at $CARGOHOLD_MOTO_SERVER"
+
 step "cargo test (all crates, all features, as root)"
 cargo test --workspace --all-features --no-fail-fast
 

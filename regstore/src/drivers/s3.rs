@@ -1,0 +1,809 @@
+//! The `s3` backend: the key space as objects of an S3-compatible bucket, through the
+//! `object_store` crate (no hand-written HTTP), behind a private tokio runtime.
+//!
+//! Key `/docker/registry/v2/x` is object `PREFIX/docker/registry/v2/x`, so a bucket
+//! holds the same names registry:2's filesystem layout does. Directories are prefixes
+//! only. How each rule of [`StorageDriver`] is kept:
+//! - a [`FileWriter`] buffers up to [`S3Config::part_size`] bytes; a file that stays
+//!   smaller is one `PutObject` at commit, a larger one a multipart upload (parts of
+//!   `part_size`, the last smaller) that commit completes and cancel aborts, so nothing
+//!   is visible before commit and a failed upload leaves no object.
+//! - S3 cannot append: a writer opened with `append` on a non-empty file first streams
+//!   the existing bytes into its new upload (a download and a re-upload of them).
+//! - `rename` is a server-side copy then a delete (not atomic for a directory), and a
+//!   file cannot have children: writers and puts look up the key's ancestors first.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cargohold_core::{Error, ErrorKind, Result};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+use crate::{FileInfo, FileWriter, Key, StorageDriver};
+
+/// The smallest part S3 accepts in a multipart upload (all parts but the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// Parts uploading at once per writer.
+const IN_FLIGHT: usize = 2;
+
+/// Where the bucket is and how to reach it.
+#[derive(Clone)]
+pub struct S3Config {
+    /// The server's URL (`http://127.0.0.1:9000`); `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// The region requests are signed for.
+    pub region: String,
+    /// The bucket; it must exist ([`S3::open`] checks).
+    pub bucket: String,
+    /// Prepended to every key (`a/b` stores `/x` as `a/b/x`); empty for none.
+    pub prefix: String,
+    /// Access key id; with the secret, requests are signed with it.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// `http://host/bucket/key` (most S3-compatible servers) instead of
+    /// `http://bucket.host/key`.
+    pub path_style: bool,
+    /// Retries of a failed request (0 fails at once).
+    pub max_retries: usize,
+    /// Give up retrying a request after this long.
+    pub retry_timeout: Duration,
+    /// Size of each multipart part (at least [`MIN_PART_SIZE`]).
+    pub part_size: usize,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("path_style", &self.path_style)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// A configuration for `bucket` under `prefix`, region `us-east-1`, no endpoint,
+    /// no credentials, 3 retries within 30 s, 8 MiB parts.
+    pub fn new(bucket: &str, prefix: &str) -> S3Config {
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            path_style: false,
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            part_size: 8 << 20,
+        }
+    }
+
+    /// [`S3Config::new`] completed from `AWS_ENDPOINT_URL`, `AWS_REGION` (or
+    /// `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    /// `AWS_SESSION_TOKEN`. With an endpoint, requests are path-style. No other variable
+    /// is read (`AWS_CA_BUNDLE` and the like are ignored).
+    pub fn from_env(bucket: &str, prefix: &str) -> S3Config {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut c = S3Config::new(bucket, prefix);
+        c.endpoint = var("AWS_ENDPOINT_URL");
+        c.path_style = c.endpoint.is_some();
+        if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+            c.region = region;
+        }
+        c.access_key_id = var("AWS_ACCESS_KEY_ID");
+        c.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+        c.session_token = var("AWS_SESSION_TOKEN");
+        c
+    }
+}
+
+/// A key space in an S3-compatible bucket; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    store: Arc<AmazonS3>,
+    rt: Arc<Runtime>,
+    bucket: String,
+    prefix: String,
+    part_size: usize,
+}
+
+fn invalid(op: &'static str, what: impl fmt::Display, why: impl fmt::Display) -> Error {
+    Error::new(ErrorKind::InvalidArgument, op, what, why)
+}
+
+/// The kind of an object_store failure; the message keeps the server's own words.
+fn map_err(op: &'static str, context: impl fmt::Display, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    let kind = match &e {
+        E::NotFound { .. } => ErrorKind::NotFound,
+        E::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+        E::Precondition { .. } | E::NotModified { .. } => ErrorKind::Conflict,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorKind::PermissionDenied,
+        E::NotSupported { .. } | E::NotImplemented { .. } => ErrorKind::Unsupported,
+        E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } => ErrorKind::InvalidArgument,
+        _ => match s3_code(&e).as_deref() {
+            Some("NoSuchBucket" | "NoSuchKey" | "NoSuchUpload") => ErrorKind::NotFound,
+            Some(
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AccessDenied"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "InvalidSecurity",
+            ) => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Io,
+        },
+    };
+    Error::new(kind, op, context, e.to_string()).with_source(e)
+}
+
+/// The S3 error code (`<Code>NoSuchBucket</Code>`) of a failure object_store passes on
+/// as a generic one: its message carries the server's XML answer.
+fn s3_code(e: &object_store::Error) -> Option<String> {
+    let text = e.to_string();
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(text[start..start + len].to_owned())
+}
+
+fn not_found(op: &'static str, key: &Key) -> Error {
+    Error::new(ErrorKind::NotFound, op, key, "no such file")
+}
+
+impl S3 {
+    /// Connect to the bucket `config` names and check that it answers: a missing bucket
+    /// is `NotFound`, refused credentials `PermissionDenied`, an unreachable server `Io`,
+    /// each naming the bucket and endpoint.
+    pub fn open(config: S3Config) -> Result<S3> {
+        let name = format!(
+            "s3://{}/{} at {}",
+            config.bucket,
+            config.prefix,
+            config.endpoint.as_deref().unwrap_or("AWS")
+        );
+        if config.part_size < MIN_PART_SIZE {
+            return Err(invalid(
+                "open",
+                &name,
+                format!("part size below S3's minimum of {MIN_PART_SIZE} bytes"),
+            ));
+        }
+        let prefix = config.prefix.trim_matches('/');
+        if !prefix.is_empty() && Key::parse(&format!("/{prefix}")).is_err() {
+            return Err(invalid(
+                "open",
+                &name,
+                "a prefix is key components ([A-Za-z0-9._-]) joined by /",
+            ));
+        }
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_virtual_hosted_style_request(!config.path_style)
+            .with_retry(RetryConfig {
+                max_retries: config.max_retries,
+                retry_timeout: config.retry_timeout,
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_connect_timeout(Duration::from_secs(10)),
+            );
+        if let Some(e) = &config.endpoint {
+            b = b.with_endpoint(e);
+        }
+        match (&config.access_key_id, &config.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                b = b.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(t) = &config.session_token {
+                    b = b.with_token(t);
+                }
+            }
+            (None, None) => b = b.with_skip_signature(true),
+            _ => {
+                return Err(invalid(
+                    "open",
+                    &name,
+                    "an access key id needs its secret and the other way round",
+                ));
+            }
+        }
+        let store = b
+            .build()
+            .map_err(|e| map_err("open", &name, e).with_kind(ErrorKind::InvalidArgument))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("regstore-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("open", &name, e))?;
+        let s3 = S3 {
+            store: Arc::new(store),
+            rt: Arc::new(rt),
+            bucket: config.bucket.clone(),
+            prefix: prefix.to_owned(),
+            part_size: config.part_size,
+        };
+        let probe = s3.dir_path(&Key::root());
+        s3.rt
+            .block_on(s3.store.list_with_delimiter(probe.as_ref()))
+            .map_err(|e| {
+                let err = map_err("open", &name, e);
+                match err.kind() {
+                    ErrorKind::NotFound => Error::new(
+                        ErrorKind::NotFound,
+                        "open",
+                        &name,
+                        format!("bucket {} does not exist", config.bucket),
+                    )
+                    .with_source(err),
+                    ErrorKind::PermissionDenied => Error::new(
+                        ErrorKind::PermissionDenied,
+                        "open",
+                        &name,
+                        format!(
+                            "the server refused the credentials (access key id {}) for bucket {}",
+                            config.access_key_id.as_deref().unwrap_or("none"),
+                            config.bucket
+                        ),
+                    )
+                    .with_source(err),
+                    _ => err,
+                }
+            })?;
+        Ok(s3)
+    }
+
+    /// The bucket this key space lives in.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn path(&self, key: &Key) -> Path {
+        match (self.prefix.is_empty(), key.is_root()) {
+            (true, _) => Path::from(key.relative()),
+            (false, true) => Path::from(self.prefix.as_str()),
+            (false, false) => Path::from(format!("{}/{}", self.prefix, key.relative())),
+        }
+    }
+
+    /// The listing prefix of a directory (`None`: the whole bucket).
+    fn dir_path(&self, key: &Key) -> Option<Path> {
+        if key.is_root() && self.prefix.is_empty() {
+            None
+        } else {
+            Some(self.path(key))
+        }
+    }
+
+    fn key_of(&self, p: &Path) -> Result<Key> {
+        let s = p.as_ref();
+        let rel = if self.prefix.is_empty() {
+            Some(s)
+        } else {
+            s.strip_prefix(self.prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+        };
+        rel.and_then(|r| Key::parse(&format!("/{r}")).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    "list",
+                    s,
+                    "an object whose name is not a key of this store",
+                )
+            })
+    }
+
+    fn head(&self, op: &'static str, key: &Key) -> Result<Option<object_store::ObjectMeta>> {
+        if key.is_root() {
+            return Ok(None);
+        }
+        match self.rt.block_on(self.store.head(&self.path(key))) {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err(op, key, e)),
+        }
+    }
+
+    /// Every object below `key` (not `key` itself).
+    fn objects_below(&self, op: &'static str, key: &Key) -> Result<Vec<object_store::ObjectMeta>> {
+        let prefix = self.dir_path(key);
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut s = self.store.list(prefix.as_ref());
+            while let Some(m) = s.next().await {
+                let m = m.map_err(|e| map_err(op, key, e))?;
+                if Some(&m.location) != prefix.as_ref() {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn is_dir(&self, op: &'static str, key: &Key) -> Result<bool> {
+        if key.is_root() {
+            return Ok(true);
+        }
+        let prefix = self.dir_path(key);
+        self.rt.block_on(async {
+            let mut s = self.store.list(prefix.as_ref());
+            match s.next().await {
+                Some(Ok(_)) => Ok(true),
+                Some(Err(e)) => Err(map_err(op, key, e)),
+                None => Ok(false),
+            }
+        })
+    }
+
+    /// A file cannot sit below a file nor replace a directory: one concurrent round of
+    /// HEADs of the ancestors and a listing of the key.
+    fn check_place(&self, op: &'static str, key: &Key) -> Result<()> {
+        let mut ancestors = Vec::new();
+        let mut p = key.parent();
+        while let Some(dir) = p {
+            if !dir.is_root() {
+                ancestors.push(dir.clone());
+            }
+            p = dir.parent();
+        }
+        let heads = ancestors.iter().map(|a| {
+            let path = self.path(a);
+            let store = self.store.clone();
+            async move { store.head(&path).await }
+        });
+        let (results, is_dir) = self.rt.block_on(async {
+            let dir = async {
+                let prefix = self.dir_path(key);
+                let mut s = self.store.list(prefix.as_ref());
+                s.next().await.transpose()
+            };
+            futures_util::join!(futures_util::future::join_all(heads), dir)
+        });
+        for (a, r) in ancestors.iter().zip(results) {
+            match r {
+                Ok(_) => return Err(invalid(op, key, format!("{a} is a file"))),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(map_err(op, key, e)),
+            }
+        }
+        match is_dir {
+            Ok(Some(_)) => Err(invalid(op, key, "is a directory")),
+            Ok(None) => Ok(()),
+            Err(e) => Err(map_err(op, key, e)),
+        }
+    }
+
+    fn delete_paths(&self, op: &'static str, key: &Key, paths: Vec<Path>) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.rt.block_on(async {
+            let input = futures_util::stream::iter(paths.into_iter().map(Ok)).boxed();
+            let mut s = self.store.delete_stream(input);
+            while let Some(r) = s.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(map_err(op, key, e)),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl StorageDriver for S3 {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn get_content(&self, key: &Key) -> Result<Vec<u8>> {
+        if key.is_root() {
+            return Err(not_found("get", key));
+        }
+        let path = self.path(key);
+        self.rt
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map(|b| b.to_vec())
+            .map_err(|e| map_err("get", key, e))
+    }
+
+    fn put_content(&self, key: &Key, data: &[u8]) -> Result<()> {
+        if key.is_root() {
+            return Err(invalid("put", key, "the root is a directory"));
+        }
+        self.check_place("put", key)?;
+        let payload = PutPayload::from(data.to_vec());
+        self.rt
+            .block_on(self.store.put(&self.path(key), payload))
+            .map(|_| ())
+            .map_err(|e| map_err("put", key, e))
+    }
+
+    fn reader(&self, key: &Key, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let path = self.path(key);
+        let range = if offset == 0 {
+            None
+        } else {
+            let size = self
+                .head("read", key)?
+                .ok_or_else(|| not_found("read", key))?
+                .size;
+            if offset > size {
+                return Err(invalid("read", key, "offset beyond the end"));
+            }
+            if offset == size {
+                return Ok(Box::new(io::empty()));
+            }
+            Some(GetRange::Offset(offset))
+        };
+        if key.is_root() {
+            return Err(not_found("read", key));
+        }
+        let opts = GetOptions {
+            range,
+            ..GetOptions::default()
+        };
+        let got = self
+            .rt
+            .block_on(self.store.get_opts(&path, opts))
+            .map_err(|e| map_err("read", key, e))?;
+        Ok(Box::new(ObjectReader {
+            rt: self.rt.clone(),
+            stream: got.into_stream(),
+            chunk: Default::default(),
+            key: key.clone(),
+        }))
+    }
+
+    fn writer(&self, key: &Key, append: bool) -> Result<Box<dyn FileWriter>> {
+        if key.is_root() {
+            return Err(invalid("writer", key, "the root is a directory"));
+        }
+        self.check_place("writer", key)?;
+        let mut w = ObjectWriter {
+            s3: self.clone(),
+            key: key.clone(),
+            path: self.path(key),
+            buf: Vec::new(),
+            upload: None,
+            in_flight: VecDeque::new(),
+            size: 0,
+        };
+        if append && self.head("writer", key)?.is_some_and(|m| m.size > 0) {
+            let mut r = self.reader(key, 0)?;
+            io::copy(&mut r, &mut w)
+                .map_err(|e| cargohold_core::error::from_io_error("writer", key, e))?;
+        }
+        Ok(Box::new(w))
+    }
+
+    fn stat(&self, key: &Key) -> Result<FileInfo> {
+        if let Some(m) = self.head("stat", key)? {
+            return Ok(FileInfo {
+                key: key.clone(),
+                size: m.size,
+                is_dir: false,
+                modified: Some(SystemTime::from(m.last_modified)),
+            });
+        }
+        if self.is_dir("stat", key)? {
+            return Ok(FileInfo {
+                key: key.clone(),
+                size: 0,
+                is_dir: true,
+                modified: None,
+            });
+        }
+        Err(not_found("stat", key))
+    }
+
+    fn list(&self, key: &Key) -> Result<Vec<Key>> {
+        let prefix = self.dir_path(key);
+        let r = self
+            .rt
+            .block_on(self.store.list_with_delimiter(prefix.as_ref()))
+            .map_err(|e| map_err("list", key, e))?;
+        let mut out = r
+            .common_prefixes
+            .iter()
+            .chain(r.objects.iter().map(|m| &m.location))
+            .filter(|p| Some(*p) != prefix.as_ref())
+            .map(|p| self.key_of(p))
+            .collect::<Result<Vec<Key>>>()?;
+        if out.is_empty() && !key.is_root() {
+            return Err(not_found("list", key));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn rename(&self, from: &Key, to: &Key) -> Result<()> {
+        if from.is_root() || to.is_root() || to.is_below(from) || to == from {
+            return Err(invalid("move", from, format!("cannot move to {to}")));
+        }
+        let from_is_file = self.head("move", from)?.is_some();
+        let sources: Vec<(Path, Path)> = if from_is_file {
+            vec![(self.path(from), self.path(to))]
+        } else {
+            let below = self.objects_below("move", from)?;
+            if below.is_empty() {
+                return Err(not_found("move", from));
+            }
+            below
+                .iter()
+                .map(|m| {
+                    let k = self.key_of(&m.location)?;
+                    let new = Key::parse(&format!("{}{}", to, &k.as_str()[from.as_str().len()..]))?;
+                    Ok((m.location.clone(), self.path(&new)))
+                })
+                .collect::<Result<_>>()?
+        };
+        // The destination is replaced whole: what was below it goes first.
+        let mut old: Vec<Path> = self
+            .objects_below("move", to)?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
+        if !from_is_file && self.head("move", to)?.is_some() {
+            old.push(self.path(to));
+        }
+        self.delete_paths("move", to, old)?;
+        self.rt.block_on(async {
+            for (src, dst) in &sources {
+                self.store
+                    .copy(src, dst)
+                    .await
+                    .map_err(|e| map_err("move", from, e))?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        self.delete_paths("move", from, sources.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn delete(&self, key: &Key) -> Result<()> {
+        if key.is_root() {
+            return Err(invalid("delete", key, "the root cannot be deleted"));
+        }
+        let mut paths: Vec<Path> = self
+            .objects_below("delete", key)?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
+        if self.head("delete", key)?.is_some() {
+            paths.push(self.path(key));
+        }
+        if paths.is_empty() {
+            return Err(not_found("delete", key));
+        }
+        self.delete_paths("delete", key, paths)
+    }
+
+    fn walk(&self, key: &Key) -> Result<Vec<FileInfo>> {
+        if self.head("walk", key)?.is_some() {
+            return Err(not_found("walk", key));
+        }
+        let objects = self.objects_below("walk", key)?;
+        if objects.is_empty() && !key.is_root() {
+            return Err(not_found("walk", key));
+        }
+        let mut out: BTreeMap<Key, FileInfo> = BTreeMap::new();
+        for m in objects {
+            let k = self.key_of(&m.location)?;
+            let mut p = k.parent();
+            while let Some(dir) = p {
+                if !dir.is_below(key) {
+                    break;
+                }
+                p = dir.parent();
+                out.entry(dir.clone()).or_insert(FileInfo {
+                    key: dir,
+                    size: 0,
+                    is_dir: true,
+                    modified: None,
+                });
+            }
+            out.insert(
+                k.clone(),
+                FileInfo {
+                    key: k,
+                    size: m.size,
+                    is_dir: false,
+                    modified: Some(SystemTime::from(m.last_modified)),
+                },
+            );
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+/// Streams an object's body, one network chunk at a time.
+struct ObjectReader {
+    rt: Arc<Runtime>,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    chunk: Bytes,
+    key: Key,
+}
+
+impl fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(map_err("read", &self.key, e).into()),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Buffers a part; past one part it becomes a multipart upload.
+struct ObjectWriter {
+    s3: S3,
+    key: Key,
+    path: Path,
+    buf: Vec<u8>,
+    upload: Option<Box<dyn MultipartUpload>>,
+    in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    size: u64,
+}
+
+impl fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .field("multipart", &self.upload.is_some())
+            .finish()
+    }
+}
+
+impl ObjectWriter {
+    fn send_part(&mut self, part: Vec<u8>) -> Result<()> {
+        let rt = self.s3.rt.clone();
+        if self.upload.is_none() {
+            let up = rt
+                .block_on(self.s3.store.put_multipart(&self.path))
+                .map_err(|e| map_err("write", &self.key, e))?;
+            self.upload = Some(up);
+        }
+        let fut = self
+            .upload
+            .as_mut()
+            .expect("created above")
+            .put_part(PutPayload::from(part));
+        self.in_flight.push_back(rt.spawn(fut));
+        while self.in_flight.len() > IN_FLIGHT {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> Result<()> {
+        let Some(h) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match self.s3.rt.block_on(h) {
+            Ok(r) => r.map_err(|e| map_err("write", &self.key, e)),
+            Err(e) => Err(Error::new(ErrorKind::Io, "write", &self.key, e)),
+        }
+    }
+
+    fn abort(&mut self) {
+        for h in self.in_flight.drain(..) {
+            h.abort();
+        }
+        if let Some(mut up) = self.upload.take() {
+            // Best effort: a server that is gone drops its own incomplete uploads, or
+            // a bucket lifecycle rule does.
+            let _ = self.s3.rt.block_on(up.abort());
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let tail = std::mem::take(&mut self.buf);
+        if self.upload.is_none() {
+            return self
+                .s3
+                .rt
+                .block_on(self.s3.store.put(&self.path, PutPayload::from(tail)))
+                .map(|_| ())
+                .map_err(|e| map_err("commit", &self.key, e));
+        }
+        if !tail.is_empty() {
+            self.send_part(tail)?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_one()?;
+        }
+        let mut up = self.upload.take().expect("checked above");
+        match self.s3.rt.block_on(up.complete()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = self.s3.rt.block_on(up.abort());
+                Err(map_err("commit", &self.key, e))
+            }
+        }
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let part = self.s3.part_size;
+        let take = b.len().min(part - self.buf.len());
+        self.buf.extend_from_slice(&b[..take]);
+        self.size += take as u64;
+        if self.buf.len() == part {
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(part));
+            self.send_part(full).map_err(io::Error::from)?;
+        }
+        Ok(take)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FileWriter for ObjectWriter {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let r = self.finish();
+        if r.is_err() {
+            self.abort();
+        }
+        r
+    }
+    fn cancel(mut self: Box<Self>) -> Result<()> {
+        self.abort();
+        let path = self.path.clone();
+        match self.s3.rt.block_on(self.s3.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err("cancel", &self.key, e)),
+        }
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
