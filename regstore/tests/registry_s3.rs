@@ -1,0 +1,231 @@
+//! Without these, the registry model could break on object storage (pushes, tags and
+//! deletes through S3 semantics), an upload could send its blob to the server twice, a
+//! server that goes away mid-upload could leave half a blob visible, and a missing
+//! bucket or refused credentials could surface as something else than what they are.
+
+mod s3_support;
+
+use std::io::{Read, Write};
+
+use cargohold_core::error::from_io_error;
+use cargohold_core::{Digest, ErrorKind};
+use regstore::drivers::S3;
+use regstore::{Key, MediaType, Registry, StorageDriver, layout};
+use s3_support::{MotoServer, Proxy, config, fresh_driver};
+use serde_json::json;
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+fn no_uploads_left(reg: &Registry) {
+    let left: Vec<_> = reg
+        .driver()
+        .walk(&Key::root())
+        .unwrap()
+        .into_iter()
+        .filter(|i| !i.is_dir && i.key.as_str().contains("/_uploads/"))
+        .collect();
+    assert!(left.is_empty(), "uploads left behind: {left:?}");
+}
+
+#[test]
+fn push_by_upload_tag_read_back_and_delete() {
+    let reg = Registry::open(fresh_driver("registry"));
+    // A 12 MiB layer in two chunks: the first crosses a part boundary (multipart), the
+    // second continues it (append).
+    let layer = pattern(12 << 20, 1);
+    let ld = Digest::sha256(&layer);
+    let up = reg.start_upload("lib/app").unwrap();
+    let half = 9 << 20;
+    assert_eq!(up.append(0, &layer[..half]).unwrap(), half as u64);
+    let again = reg.resume_upload("lib/app", up.id()).unwrap();
+    assert_eq!(again.status().unwrap().offset, half as u64);
+    again.append(half as u64, &layer[half..]).unwrap();
+    let desc = again.commit(&ld, Some(layer.len() as u64)).unwrap();
+    assert_eq!(desc.size, layer.len() as u64);
+
+    let config_blob =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let c = reg.put_blob("lib/app", config_blob).unwrap();
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::OciManifest.as_str(),
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    });
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let md = reg.put_manifest("lib/app", "v1", &bytes, None).unwrap();
+    reg.tag("lib/app", "latest", &md).unwrap();
+    assert_eq!(reg.tags("lib/app", None, None).unwrap(), ["latest", "v1"]);
+    assert_eq!(reg.resolve_tag("lib/app", "latest").unwrap(), md);
+    let got = reg.get_manifest("lib/app", "latest").unwrap();
+    assert_eq!(got.bytes, bytes);
+    assert_eq!(got.digest, md);
+
+    let back = reg.read_blob("lib/app", &ld).unwrap();
+    assert_eq!(Digest::sha256(&back), ld);
+    let mut part = Vec::new();
+    reg.blob_reader("lib/app", &ld, 10 << 20, Some(100))
+        .unwrap()
+        .read_to_end(&mut part)
+        .unwrap();
+    assert_eq!(part, &layer[10 << 20..(10 << 20) + 100]);
+    // The blob sits where registry:2's layout puts it, under the prefix.
+    assert_eq!(
+        reg.driver().stat(&layout::blob_data(&ld)).unwrap().size,
+        layer.len() as u64
+    );
+    assert_eq!(reg.catalog(None, None).unwrap(), ["lib/app"]);
+    no_uploads_left(&reg);
+
+    reg.untag("lib/app", "latest").unwrap();
+    reg.delete_manifest("lib/app", &md.to_string()).unwrap();
+    assert_eq!(
+        reg.get_manifest("lib/app", "v1").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    reg.delete_blob("lib/app", &ld).unwrap();
+    assert_eq!(
+        reg.stat_blob("lib/app", &ld).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // A wrong digest keeps nothing.
+    let up = reg.start_upload("lib/app").unwrap();
+    up.append(0, &b"not what it says"[..]).unwrap();
+    let wrong = Digest::sha256(b"other");
+    assert_eq!(
+        up.commit(&wrong, None).unwrap_err().kind(),
+        ErrorKind::DigestMismatch
+    );
+    assert_eq!(
+        reg.driver()
+            .stat(&layout::blob_data(&wrong))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    no_uploads_left(&reg);
+}
+
+/// Bytes the server received for `push` per byte of `blob_len`.
+fn sent_ratio(proxy: &Proxy, blob_len: usize, push: impl FnOnce()) -> f64 {
+    let before = proxy.sent();
+    push();
+    (proxy.sent() - before) as f64 / blob_len as f64
+}
+
+#[test]
+fn an_upload_sends_its_blob_once() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let proxy = Proxy::start(server.port());
+    let reg = Registry::open(S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap());
+
+    // A monolithic push (one chunk, as docker and skopeo push): each byte once; the
+    // move from _uploads/ to blobs/ is a server-side copy.
+    let blob = pattern(24 << 20, 2);
+    let d = Digest::sha256(&blob);
+    let once = sent_ratio(&proxy, blob.len(), || {
+        reg.put_blob("r", &blob).unwrap();
+    });
+    eprintln!("monolithic 24 MiB push: {once:.4} bytes sent per blob byte");
+    assert!(once < 1.01, "a monolithic push sent {once} bytes per byte");
+    assert_eq!(Digest::sha256(&reg.read_blob("r", &d).unwrap()), d);
+
+    // A chunked push: S3 cannot append, so each chunk re-sends what came before it.
+    let blob = pattern(24 << 20, 3);
+    let d = Digest::sha256(&blob);
+    let chunked = sent_ratio(&proxy, blob.len(), || {
+        let up = reg.start_upload("r").unwrap();
+        for (i, c) in blob.chunks(8 << 20).enumerate() {
+            up.append((i * (8 << 20)) as u64, c).unwrap();
+        }
+        up.commit(&d, None).unwrap();
+    });
+    eprintln!("chunked 3 x 8 MiB push: {chunked:.4} bytes sent per blob byte");
+    assert!(
+        (1.99..2.02).contains(&chunked),
+        "three chunks re-send 1 + 2 of 3 thirds: {chunked}"
+    );
+    no_uploads_left(&reg);
+}
+
+#[test]
+fn server_gone_mid_upload_is_io_and_nothing_is_visible() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let mut proxy = Proxy::start(server.port());
+    let through = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
+    let direct = S3::open(config(&server.endpoint(), &bucket, "")).unwrap();
+    let key = Key::parse("/docker/registry/v2/blobs/sha256/ab/abcd/data").unwrap();
+
+    let mut w = through.writer(&key, false).unwrap();
+    w.write_all(&pattern(20 << 20, 4)).unwrap();
+    proxy.stop();
+    let failed = match w.write_all(&pattern(20 << 20, 5)) {
+        Err(e) => from_io_error("write", &key, e),
+        Ok(()) => w.commit().unwrap_err(),
+    };
+    assert_eq!(failed.kind(), ErrorKind::Io, "{failed}");
+    assert_eq!(direct.stat(&key).unwrap_err().kind(), ErrorKind::NotFound);
+
+    // The registry over the dead endpoint: a push fails as Io; nothing is there.
+    let reg = Registry::open(through);
+    let blob = pattern(1 << 20, 6);
+    assert_eq!(reg.put_blob("r", &blob).unwrap_err().kind(), ErrorKind::Io);
+    let d = Digest::sha256(&blob);
+    assert_eq!(
+        direct.stat(&layout::blob_data(&d)).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        direct.walk(&Key::root()).unwrap().is_empty(),
+        "nothing half-visible"
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_not_found_and_named() {
+    let server = MotoServer::shared();
+    let e = S3::open(config(&server.endpoint(), "no-such-bucket", "p")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.context().contains("no-such-bucket"), "{e}");
+}
+
+#[test]
+fn an_unreachable_server_is_io() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = S3::open(config(&format!("http://127.0.0.1:{port}"), "b", "")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+}
+
+#[test]
+fn refused_credentials_are_permission_denied() {
+    let server = MotoServer::start(true);
+    let mut c = config(&server.endpoint(), "any-bucket", "");
+    c.access_key_id = Some("AKIAWRONGWRONGWRONG0".into());
+    c.secret_access_key = Some("not-the-secret".into());
+    let e = S3::open(c).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.context().contains("any-bucket"), "{e}");
+}
+
+#[test]
+fn bad_configurations_are_invalid_arguments() {
+    let mut c = config("http://127.0.0.1:1", "b", "");
+    c.part_size = 1 << 20;
+    assert_eq!(S3::open(c).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let c = config("http://127.0.0.1:1", "b", "../escape");
+    assert_eq!(S3::open(c).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let mut c = config("http://127.0.0.1:1", "b", "");
+    c.secret_access_key = None;
+    assert_eq!(S3::open(c).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
