@@ -158,7 +158,7 @@ fn an_upload_sends_its_blob_once() {
 fn server_gone_mid_upload_is_io_and_nothing_is_visible() {
     let server = MotoServer::shared();
     let bucket = server.fresh_bucket();
-    let mut proxy = Proxy::start(server.port());
+    let proxy = Proxy::start(server.port());
     let through = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
     let direct = S3::open(config(&server.endpoint(), &bucket, "")).unwrap();
     let key = Key::parse("/docker/registry/v2/blobs/sha256/ab/abcd/data").unwrap();
@@ -186,6 +186,71 @@ fn server_gone_mid_upload_is_io_and_nothing_is_visible() {
         direct.walk(&Key::root()).unwrap().is_empty(),
         "nothing half-visible"
     );
+}
+
+/// Gives `data`, stopping the proxy once `cut` bytes have been read.
+struct CutAfter<'a> {
+    data: &'a [u8],
+    at: usize,
+    cut: usize,
+    proxy: &'a Proxy,
+}
+
+impl Read for CutAfter<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.cut {
+            self.proxy.stop();
+        }
+        let n = out.len().min(self.data.len() - self.at).min(1 << 20);
+        out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_upload_cut_by_a_server_that_left_resumes_when_it_returns() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let proxy = Proxy::start(server.port());
+    let reg = Registry::open(S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap());
+    let direct = S3::open(config(&server.endpoint(), &bucket, "")).unwrap();
+    let layer = pattern(16 << 20, 7);
+    let d = Digest::sha256(&layer);
+    let first = 6 << 20;
+
+    let up = reg.start_upload("lib/app").unwrap();
+    up.append(0, &layer[..first]).unwrap();
+    // The server goes away 3 MiB into the second chunk.
+    let cut = CutAfter {
+        data: &layer[first..],
+        at: 0,
+        cut: 3 << 20,
+        proxy: &proxy,
+    };
+    let e = up.append(first as u64, cut).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    // Nothing of the cut chunk is visible: the upload holds the first chunk, no blob.
+    let data = layout::upload_data("lib/app", up.id());
+    assert_eq!(direct.stat(&data).unwrap().size, first as u64);
+    assert_eq!(
+        direct.stat(&layout::blob_data(&d)).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    // Calls while it is away fail as Io, not as something else.
+    assert_eq!(
+        reg.resume_upload("lib/app", up.id()).unwrap_err().kind(),
+        ErrorKind::Io
+    );
+
+    proxy.resume();
+    // Another handle (as another process would) resumes from where the server has it.
+    let again = reg.resume_upload("lib/app", up.id()).unwrap();
+    assert_eq!(again.status().unwrap().offset, first as u64);
+    again.append(first as u64, &layer[first..]).unwrap();
+    again.commit(&d, Some(layer.len() as u64)).unwrap();
+    assert_eq!(Digest::sha256(&reg.read_blob("lib/app", &d).unwrap()), d);
+    no_uploads_left(&reg);
 }
 
 #[test]

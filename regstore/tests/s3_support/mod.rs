@@ -158,13 +158,15 @@ pub fn fresh_driver(prefix: &str) -> S3 {
     S3::open(config(&server.endpoint(), &bucket, prefix)).expect("open the S3 driver")
 }
 
-/// A TCP proxy to a server that counts the bytes clients send, and can be stopped:
-/// then every connection is cut and new ones are refused, as if the server were gone.
+/// A TCP proxy to a server that counts the bytes clients send, and can play a server
+/// that went away: [`Proxy::stop`] cuts every connection and refuses new ones until
+/// [`Proxy::resume`].
 #[derive(Debug)]
 pub struct Proxy {
     port: u16,
     sent: Arc<AtomicU64>,
-    stopped: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
@@ -188,15 +190,21 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let sent = Arc::new(AtomicU64::new(0));
-        let stopped = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (s, st, cs) = (sent.clone(), stopped.clone(), conns.clone());
+        let (s, dn, cl, cs) = (sent.clone(), down.clone(), closing.clone(), conns.clone());
         let accept = std::thread::spawn(move || {
             for client in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
+                if cl.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { continue };
+                if dn.load(Ordering::SeqCst) {
+                    // Gone: the connection is reset before a byte is read.
+                    drop(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
@@ -216,7 +224,8 @@ impl Proxy {
         Proxy {
             port,
             sent,
-            stopped,
+            down,
+            closing,
             conns,
             accept: Some(accept),
         }
@@ -232,23 +241,27 @@ impl Proxy {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Cut every connection and refuse new ones.
-    pub fn stop(&mut self) {
-        if self.stopped.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.accept.take() {
-            t.join().expect("accept thread");
-        }
+    /// Cut every connection and refuse new ones, as a server that went away.
+    pub fn stop(&self) {
+        self.down.store(true, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Accept connections again, as a server that came back.
+    pub fn resume(&self) {
+        self.down.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
+        self.closing.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
     }
 }
