@@ -13,6 +13,20 @@
 // The overlay driver: layers are overlayfs lower directories (needs root).
 #define CARGOHOLD_LAYER_DRIVER_OVERLAY 1
 
+// The btrfs driver: layers are subvolumes, children snapshots (the root must be on
+// btrfs, else `UNSUPPORTED`).
+#define CARGOHOLD_LAYER_DRIVER_BTRFS 2
+
+// The driver the store recorded; for a new store btrfs on btrfs, overlay as root,
+// vfs otherwise.
+#define CARGOHOLD_LAYER_DRIVER_AUTO 3
+
+// Volumes exist on this machine only.
+#define CARGOHOLD_VOLUME_SCOPE_LOCAL 0
+
+// Volumes are the same on every machine (network storage).
+#define CARGOHOLD_VOLUME_SCOPE_GLOBAL 1
+
 // The outcome of a call. `CARGOHOLD_STATUS_OK` is zero; every other value names one
 // error kind, in the order of the shared `ErrorKind`.
 typedef enum cargohold_status {
@@ -72,12 +86,17 @@ typedef struct cargohold_registry cargohold_registry;
 // `cargohold_volume_store_free` must not run concurrently with another call on it.
 typedef struct cargohold_volume_store cargohold_volume_store;
 
-// A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
-// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
-typedef ptrdiff_t (*cargohold_read_fn)(void *ctx, uint8_t *buf, size_t len);
+// A write callback: take up to `len` bytes from `buf` and return how many were taken
+// (at least 1 when `len` is not 0), or a negative value for an error (e.g. `-errno`).
+// Like `write(2)`: a short count is retried with the rest.
+typedef ptrdiff_t (*cargohold_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 
 // A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
 typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+// A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
+// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
+typedef ptrdiff_t (*cargohold_read_fn)(void *ctx, uint8_t *buf, size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,100 +104,6 @@ extern "C" {
 
 // The library version as a static NUL-terminated string (never freed).
 const char *cargohold_version(void);
-
-// Release an error object. NULL is ignored.
-//
-// # Safety
-// `err` is NULL or a pointer returned by cargohold and not yet freed.
-void cargohold_error_free(struct cargohold_error *err);
-
-// The status of an error object (`CARGOHOLD_STATUS_INVALID_ARGUMENT` for NULL).
-//
-// # Safety
-// `err` is NULL or a live error object.
-enum cargohold_status cargohold_error_status(const struct cargohold_error *err);
-
-// The message of an error object, valid until the object is freed; NULL for NULL.
-//
-// # Safety
-// `err` is NULL or a live error object.
-const char *cargohold_error_message(const struct cargohold_error *err);
-
-// The stable lower-case name of an error object's kind (`"not_found"`, ...), static.
-//
-// # Safety
-// `err` is NULL or a live error object.
-const char *cargohold_error_kind_name(const struct cargohold_error *err);
-
-// The stable lower-case name of a status (`"ok"`, `"not_found"`, ...), static.
-const char *cargohold_status_name(enum cargohold_status status);
-
-// Open (creating it when missing) the layer store at `root` with the driver
-// `CARGOHOLD_LAYER_DRIVER_VFS` or `CARGOHOLD_LAYER_DRIVER_OVERLAY`; `*out` receives
-// the handle, released with `cargohold_layer_store_free`.
-//
-// # Safety
-// `root` is a NUL-terminated string or NULL; `out` is writable or NULL; `err` as usual.
-enum cargohold_status cargohold_layer_store_open(const char *root,
-                                                 uint32_t driver,
-                                                 struct cargohold_layer_store **out,
-                                                 struct cargohold_error **err);
-
-// Release a layer store handle. NULL is `OK`; a handle already freed (or never made
-// here) is `INVALID_ARGUMENT` and nothing is touched.
-//
-// # Safety
-// No other call may be using `store` at the same time.
-enum cargohold_status cargohold_layer_store_free(struct cargohold_layer_store *store);
-
-// Apply the OCI layer tar (plain, gzip or zstd) read from `fd` (left open, read to
-// its end) on top of the layer `parent` (NULL: a base layer). With
-// `expected_diff_id` (NULL: none) the tar must have that diff ID
-// (`DIGEST_MISMATCH` otherwise, nothing kept) and an existing layer is returned
-// without reading. `*out_chain_id` receives the layer's chain ID (free with
-// `cargohold_string_free`). `NOT_FOUND` for a missing parent.
-//
-// # Safety
-// Strings are NUL-terminated or NULL; `fd` is open for the call.
-enum cargohold_status cargohold_layer_apply_fd(const struct cargohold_layer_store *store,
-                                               int fd,
-                                               const char *parent,
-                                               const char *expected_diff_id,
-                                               char **out_chain_id,
-                                               struct cargohold_error **err);
-
-// Like `cargohold_layer_apply_fd`, reading the tar through `read(ctx, buf, len)`
-// until it returns 0. The callback may be called from a helper thread, never
-// concurrently with itself, and never after this function returns.
-//
-// # Safety
-// `read` is callable with `ctx` until this function returns.
-enum cargohold_status cargohold_layer_apply_read(const struct cargohold_layer_store *store,
-                                                 cargohold_read_fn read,
-                                                 void *ctx,
-                                                 const char *parent,
-                                                 const char *expected_diff_id,
-                                                 char **out_chain_id,
-                                                 struct cargohold_error **err);
-
-// `*out_json` receives every layer as a JSON array of objects `{"chain_id", "parent"
-// (null for a base), "diff_id", "compressed_digest" (or null), "size", "created"}`,
-// sorted by chain ID (free with `cargohold_string_free`).
-//
-// # Safety
-// `out_json` is writable.
-enum cargohold_status cargohold_layer_list(const struct cargohold_layer_store *store,
-                                           char **out_json,
-                                           struct cargohold_error **err);
-
-// Remove the layer `chain_id`: `NOT_FOUND` when missing, `IN_USE` while a layer or
-// container is on it.
-//
-// # Safety
-// `chain_id` is NUL-terminated.
-enum cargohold_status cargohold_layer_remove(const struct cargohold_layer_store *store,
-                                             const char *chain_id,
-                                             struct cargohold_error **err);
 
 // Prepare the writable container `key` on the layer `parent` (NULL: empty).
 // `*out_mounts_json` (when `out_mounts_json` is not NULL) receives how to mount it: a
@@ -192,6 +117,29 @@ enum cargohold_status cargohold_container_prepare(const struct cargohold_layer_s
                                                   const char *parent,
                                                   char **out_mounts_json,
                                                   struct cargohold_error **err);
+
+// Prepare the read-only view `key` of the layer `parent` (required).
+// `*out_mounts_json` (when not NULL) receives its mounts as for
+// `cargohold_container_prepare`. A view is mounted, unmounted and removed like a
+// container, and cannot be committed (`INVALID_ARGUMENT`).
+//
+// # Safety
+// Strings are NUL-terminated; `out_mounts_json` is writable or NULL.
+enum cargohold_status cargohold_container_view(const struct cargohold_layer_store *store,
+                                               const char *key,
+                                               const char *parent,
+                                               char **out_mounts_json,
+                                               struct cargohold_error **err);
+
+// `*out_json` receives the mounts of the container or view `key` (a JSON array as
+// `cargohold_container_prepare` gives); `NOT_FOUND` when missing.
+//
+// # Safety
+// `key` is NUL-terminated; `out_json` is writable.
+enum cargohold_status cargohold_container_mounts(const struct cargohold_layer_store *store,
+                                                 const char *key,
+                                                 char **out_json,
+                                                 struct cargohold_error **err);
 
 // Commit the container `key` into a layer; `*out_chain_id` receives its chain ID.
 // The container is gone afterwards (it must be unmounted first).
@@ -243,6 +191,130 @@ enum cargohold_status cargohold_container_diff_fd(const struct cargohold_layer_s
                                                   uint64_t *out_size,
                                                   struct cargohold_error **err);
 
+// Like `cargohold_container_diff_fd`, writing the tar through `write(ctx, buf, len)`
+// (see `cargohold_write_fn`). A negative return stops the export with `IO`.
+//
+// # Safety
+// `key` is NUL-terminated; `write` is callable with `ctx` until this function
+// returns; out-params are writable or NULL.
+enum cargohold_status cargohold_container_diff_write(const struct cargohold_layer_store *store,
+                                                     const char *key,
+                                                     cargohold_write_fn write,
+                                                     void *ctx,
+                                                     char **out_diff_id,
+                                                     uint64_t *out_size,
+                                                     struct cargohold_error **err);
+
+// Release an error object. NULL is ignored.
+//
+// # Safety
+// `err` is NULL or a pointer returned by cargohold and not yet freed.
+void cargohold_error_free(struct cargohold_error *err);
+
+// The status of an error object (`CARGOHOLD_STATUS_INVALID_ARGUMENT` for NULL).
+//
+// # Safety
+// `err` is NULL or a live error object.
+enum cargohold_status cargohold_error_status(const struct cargohold_error *err);
+
+// The message of an error object, valid until the object is freed; NULL for NULL.
+//
+// # Safety
+// `err` is NULL or a live error object.
+const char *cargohold_error_message(const struct cargohold_error *err);
+
+// The stable lower-case name of an error object's kind (`"not_found"`, ...), static.
+//
+// # Safety
+// `err` is NULL or a live error object.
+const char *cargohold_error_kind_name(const struct cargohold_error *err);
+
+// The stable lower-case name of a status (`"ok"`, `"not_found"`, ...), static.
+const char *cargohold_status_name(enum cargohold_status status);
+
+// Open (creating it when missing) the layer store at `root` with the driver
+// `CARGOHOLD_LAYER_DRIVER_VFS`, `_OVERLAY`, `_BTRFS` or `_AUTO`; `*out` receives the
+// handle, released with `cargohold_layer_store_free`. A store keeps the driver it was
+// made with: asking for another one is `INVALID_ARGUMENT`.
+//
+// # Safety
+// `root` is a NUL-terminated string or NULL; `out` is writable or NULL; `err` as usual.
+enum cargohold_status cargohold_layer_store_open(const char *root,
+                                                 uint32_t driver,
+                                                 struct cargohold_layer_store **out,
+                                                 struct cargohold_error **err);
+
+// Release a layer store handle. NULL is `OK`; a handle already freed (or never made
+// here) is `INVALID_ARGUMENT` and nothing is touched.
+//
+// # Safety
+// No other call may be using `store` at the same time.
+enum cargohold_status cargohold_layer_store_free(struct cargohold_layer_store *store);
+
+// Apply the OCI layer tar (plain, gzip or zstd) read from `fd` (left open, read to
+// its end) on top of the layer `parent` (NULL: a base layer). With
+// `expected_diff_id` (NULL: none) the tar must have that diff ID
+// (`DIGEST_MISMATCH` otherwise, nothing kept) and an existing layer is returned
+// without reading. `*out_chain_id` receives the layer's chain ID (free with
+// `cargohold_string_free`). `NOT_FOUND` for a missing parent. `progress(ctx, done,
+// 0)` (when not NULL) is called with the bytes read so far, every MiB and at the end;
+// it may be called from a helper thread, never concurrently, never after the return.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `fd` is open for the call; `progress` is
+// callable with `ctx` or NULL.
+enum cargohold_status cargohold_layer_apply_fd(const struct cargohold_layer_store *store,
+                                               int fd,
+                                               const char *parent,
+                                               const char *expected_diff_id,
+                                               cargohold_progress_fn progress,
+                                               void *ctx,
+                                               char **out_chain_id,
+                                               struct cargohold_error **err);
+
+// Like `cargohold_layer_apply_fd`, reading the tar through `read(ctx, buf, len)`
+// until it returns 0 (the callback sees every byte: no progress callback). The callback may be called from a helper thread, never
+// concurrently with itself, and never after this function returns.
+//
+// # Safety
+// `read` is callable with `ctx` until this function returns.
+enum cargohold_status cargohold_layer_apply_read(const struct cargohold_layer_store *store,
+                                                 cargohold_read_fn read,
+                                                 void *ctx,
+                                                 const char *parent,
+                                                 const char *expected_diff_id,
+                                                 char **out_chain_id,
+                                                 struct cargohold_error **err);
+
+// `*out_json` receives every layer as a JSON array of objects `{"chain_id", "parent"
+// (null for a base), "diff_id", "compressed_digest" (or null), "size", "created"}`,
+// sorted by chain ID (free with `cargohold_string_free`).
+//
+// # Safety
+// `out_json` is writable.
+enum cargohold_status cargohold_layer_list(const struct cargohold_layer_store *store,
+                                           char **out_json,
+                                           struct cargohold_error **err);
+
+// `*out_json` receives the layer `chain_id` as the JSON object `cargohold_layer_list`
+// gives for it (free with `cargohold_string_free`); `NOT_FOUND` when absent.
+//
+// # Safety
+// `chain_id` is NUL-terminated; `out_json` is writable.
+enum cargohold_status cargohold_layer_get(const struct cargohold_layer_store *store,
+                                          const char *chain_id,
+                                          char **out_json,
+                                          struct cargohold_error **err);
+
+// Remove the layer `chain_id`: `NOT_FOUND` when missing, `IN_USE` while a layer or
+// container is on it.
+//
+// # Safety
+// `chain_id` is NUL-terminated.
+enum cargohold_status cargohold_layer_remove(const struct cargohold_layer_store *store,
+                                             const char *chain_id,
+                                             struct cargohold_error **err);
+
 // Open (creating it when missing) the registry stored at `root`; `*out` receives the
 // handle (free with `cargohold_registry_free`).
 //
@@ -263,16 +335,37 @@ enum cargohold_status cargohold_registry_free(struct cargohold_registry *reg);
 // With `expected_digest` (NULL: none) the content must hash to it
 // (`DIGEST_MISMATCH` otherwise, nothing kept). `*out_digest` (when not NULL)
 // receives the blob's digest, `*out_size` (when not NULL) its size.
+// `progress(ctx, done, 0)` (when not NULL) is called with the bytes read so far,
+// every MiB and at the end, from this thread.
 //
 // # Safety
-// Strings are NUL-terminated or NULL; `fd` is open; out-params writable or NULL.
+// Strings are NUL-terminated or NULL; `fd` is open; out-params writable or NULL;
+// `progress` is callable with `ctx` or NULL.
 enum cargohold_status cargohold_blob_put_fd(const struct cargohold_registry *reg,
                                             const char *repo,
                                             int fd,
                                             const char *expected_digest,
+                                            cargohold_progress_fn progress,
+                                            void *ctx,
                                             char **out_digest,
                                             uint64_t *out_size,
                                             struct cargohold_error **err);
+
+// Like `cargohold_blob_put_fd`, reading the blob through `read(ctx, buf, len)` until
+// it returns 0 (see `cargohold_read_fn`); the callback may be called from a helper
+// thread, never concurrently, never after the return.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `read` is callable with `ctx`; out-params
+// writable or NULL.
+enum cargohold_status cargohold_blob_put_read(const struct cargohold_registry *reg,
+                                              const char *repo,
+                                              cargohold_read_fn read,
+                                              void *ctx,
+                                              const char *expected_digest,
+                                              char **out_digest,
+                                              uint64_t *out_size,
+                                              struct cargohold_error **err);
 
 // `*out_size` receives the size of the blob `digest` in `repo`; `NOT_FOUND` when the
 // repository does not have it.
@@ -297,6 +390,20 @@ enum cargohold_status cargohold_blob_read_fd(const struct cargohold_registry *re
                                              int fd,
                                              uint64_t *out_size,
                                              struct cargohold_error **err);
+
+// Like `cargohold_blob_read_fd`, writing the blob through `write(ctx, buf, len)`
+// (see `cargohold_write_fn`) on this thread. A negative return stops with `IO`.
+//
+// # Safety
+// Strings are NUL-terminated; `write` is callable with `ctx`; `out_size` writable
+// or NULL.
+enum cargohold_status cargohold_blob_read_write(const struct cargohold_registry *reg,
+                                                const char *repo,
+                                                const char *digest,
+                                                cargohold_write_fn write,
+                                                void *ctx,
+                                                uint64_t *out_size,
+                                                struct cargohold_error **err);
 
 // Store the manifest `data`/`len` in `repo` under `reference` (a tag, or its own
 // digest). `media_type` (NULL: from the JSON) must agree with the content.
@@ -337,6 +444,19 @@ enum cargohold_status cargohold_registry_tags(const struct cargohold_registry *r
                                               const char *repo,
                                               char **out_json,
                                               struct cargohold_error **err);
+
+// `*out_json` receives the manifests of `repo` whose `subject` is `subject`, as a JSON
+// array of OCI descriptors (`mediaType`, `digest`, `size`, and `artifactType` and
+// `annotations` when set), only those of `artifact_type` when it is not NULL.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `out_json` is writable.
+enum cargohold_status cargohold_registry_referrers(const struct cargohold_registry *reg,
+                                                   const char *repo,
+                                                   const char *subject,
+                                                   const char *artifact_type,
+                                                   char **out_json,
+                                                   struct cargohold_error **err);
 
 // Import the image named `ref_name` (NULL: the only one) from the OCI layout
 // directory `dir` into `repo:tag`, every blob verified. `progress(ctx, done, 0)` (when
@@ -384,6 +504,80 @@ void cargohold_string_free(char *s);
 // `data` is NULL or a buffer returned by a cargohold function with exactly `len`
 // bytes, not yet freed.
 void cargohold_bytes_free(uint8_t *data, size_t len);
+
+// Start an upload into `repo`; `*out_id` receives its id (free with
+// `cargohold_string_free`). Nothing is visible in the repository until the commit.
+//
+// # Safety
+// `repo` is NUL-terminated; `out_id` is writable.
+enum cargohold_status cargohold_upload_start(const struct cargohold_registry *reg,
+                                             const char *repo,
+                                             char **out_id,
+                                             struct cargohold_error **err);
+
+// `*out_offset` receives how many bytes the upload `id` of `repo` holds: the offset
+// its next chunk must start at. `NOT_FOUND` for an unknown (or finished) upload.
+//
+// # Safety
+// Strings are NUL-terminated; `out_offset` is writable.
+enum cargohold_status cargohold_upload_offset(const struct cargohold_registry *reg,
+                                              const char *repo,
+                                              const char *id,
+                                              uint64_t *out_offset,
+                                              struct cargohold_error **err);
+
+// Append the chunk read from `fd` (to its end; left open) to the upload `id` of
+// `repo`. The chunk must start at `offset`, the upload's current size (`CONFLICT`
+// otherwise, nothing appended). `*out_offset` (when not NULL) receives the new size.
+//
+// # Safety
+// Strings are NUL-terminated; `fd` is open; `out_offset` is writable or NULL.
+enum cargohold_status cargohold_upload_append_fd(const struct cargohold_registry *reg,
+                                                 const char *repo,
+                                                 const char *id,
+                                                 uint64_t offset,
+                                                 int fd,
+                                                 uint64_t *out_offset,
+                                                 struct cargohold_error **err);
+
+// Like `cargohold_upload_append_fd`, reading the chunk through `read(ctx, buf, len)`
+// until it returns 0 (see `cargohold_read_fn`).
+//
+// # Safety
+// Strings are NUL-terminated; `read` is callable with `ctx`; `out_offset` is
+// writable or NULL.
+enum cargohold_status cargohold_upload_append_read(const struct cargohold_registry *reg,
+                                                   const char *repo,
+                                                   const char *id,
+                                                   uint64_t offset,
+                                                   cargohold_read_fn read,
+                                                   void *ctx,
+                                                   uint64_t *out_offset,
+                                                   struct cargohold_error **err);
+
+// Finish the upload `id` of `repo` as the blob `digest` (NULL: the sha256 of what was
+// received). The content must hash to `digest` (`DIGEST_MISMATCH` otherwise, and
+// nothing is kept). `*out_size` (when not NULL) receives the blob's size. The upload
+// is gone afterwards, whatever the outcome.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `out_size` is writable or NULL.
+enum cargohold_status cargohold_upload_commit(const struct cargohold_registry *reg,
+                                              const char *repo,
+                                              const char *id,
+                                              const char *digest,
+                                              uint64_t *out_size,
+                                              struct cargohold_error **err);
+
+// Cancel the upload `id` of `repo` and remove what it received; `NOT_FOUND` when it
+// does not exist.
+//
+// # Safety
+// Strings are NUL-terminated.
+enum cargohold_status cargohold_upload_cancel(const struct cargohold_registry *reg,
+                                              const char *repo,
+                                              const char *id,
+                                              struct cargohold_error **err);
 
 // Open (creating it when missing) the volume store at `root`, cleaning what killed
 // writers left; `*out` receives the handle (free with `cargohold_volume_store_free`).
@@ -515,6 +709,16 @@ enum cargohold_status cargohold_volume_prune(const struct cargohold_volume_store
                                              bool all,
                                              char **out_json,
                                              struct cargohold_error **err);
+
+// `*out_scope` receives the scope of the store's volumes
+// (`CARGOHOLD_VOLUME_SCOPE_LOCAL` for this local driver), as the volume plugin API's
+// `Capabilities` reports it.
+//
+// # Safety
+// `out_scope` is writable.
+enum cargohold_status cargohold_volume_capabilities(const struct cargohold_volume_store *store,
+                                                    uint32_t *out_scope,
+                                                    struct cargohold_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

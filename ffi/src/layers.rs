@@ -1,23 +1,30 @@
-//! The layer store over C: layers applied from a descriptor or a read callback, and
-//! containers (prepare, mount, commit, diff, remove).
+//! The layer store over C: the handle, and layers applied from a descriptor or a read
+//! callback, listed, read and removed (containers are in `containers`).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::io::Read;
-use std::path::Path;
 
 use cargohold_core::{Digest, Error, ErrorKind, Result};
-use layerstore::{ApplyOptions, Driver, DriverChoice, Labels, Layer, LayerStore, Mount};
+use layerstore::{ApplyOptions, DriverChoice, Layer, LayerStore};
 use serde_json::{Value, json};
 
 use crate::boundary::call;
 use crate::error::{cargohold_error, cargohold_status};
-use crate::streams::{CallbackStream, FdStream, cargohold_read_fn};
+use crate::streams::{
+    CallbackStream, FdStream, Progress, ProgressReader, cargohold_progress_fn, cargohold_read_fn,
+};
 use crate::{handles, strings};
 
 /// The vfs driver (full copies, reflinked where possible): works on any filesystem.
 pub const CARGOHOLD_LAYER_DRIVER_VFS: u32 = 0;
 /// The overlay driver: layers are overlayfs lower directories (needs root).
 pub const CARGOHOLD_LAYER_DRIVER_OVERLAY: u32 = 1;
+/// The btrfs driver: layers are subvolumes, children snapshots (the root must be on
+/// btrfs, else `UNSUPPORTED`).
+pub const CARGOHOLD_LAYER_DRIVER_BTRFS: u32 = 2;
+/// The driver the store recorded; for a new store btrfs on btrfs, overlay as root,
+/// vfs otherwise.
+pub const CARGOHOLD_LAYER_DRIVER_AUTO: u32 = 3;
 
 /// A layer store: layers and containers in one directory.
 ///
@@ -30,7 +37,7 @@ pub struct cargohold_layer_store {
     store: LayerStore,
 }
 
-unsafe fn layer_store<'a>(p: *const cargohold_layer_store) -> Result<&'a LayerStore> {
+pub(crate) unsafe fn layer_store<'a>(p: *const cargohold_layer_store) -> Result<&'a LayerStore> {
     // SAFETY: forwarded contract (no free during the call).
     Ok(&unsafe { handles::borrow(p, "layer store") }?.store)
 }
@@ -46,24 +53,10 @@ fn layer_json(l: &Layer) -> Value {
     })
 }
 
-fn mounts_json(ms: &[Mount]) -> Value {
-    Value::Array(
-        ms.iter()
-            .map(|m| {
-                json!({
-                    "type": m.kind,
-                    "source": m.source.to_string_lossy(),
-                    "target": m.target.as_ref().map(|t| t.to_string_lossy()),
-                    "options": m.options,
-                })
-            })
-            .collect(),
-    )
-}
-
 /// Open (creating it when missing) the layer store at `root` with the driver
-/// `CARGOHOLD_LAYER_DRIVER_VFS` or `CARGOHOLD_LAYER_DRIVER_OVERLAY`; `*out` receives
-/// the handle, released with `cargohold_layer_store_free`.
+/// `CARGOHOLD_LAYER_DRIVER_VFS`, `_OVERLAY`, `_BTRFS` or `_AUTO`; `*out` receives the
+/// handle, released with `cargohold_layer_store_free`. A store keeps the driver it was
+/// made with: asking for another one is `INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `root` is a NUL-terminated string or NULL; `out` is writable or NULL; `err` as usual.
@@ -82,6 +75,8 @@ pub unsafe extern "C" fn cargohold_layer_store_open(
             let choice = match driver {
                 CARGOHOLD_LAYER_DRIVER_VFS => DriverChoice::Vfs,
                 CARGOHOLD_LAYER_DRIVER_OVERLAY => DriverChoice::Overlay,
+                CARGOHOLD_LAYER_DRIVER_BTRFS => DriverChoice::Btrfs,
+                CARGOHOLD_LAYER_DRIVER_AUTO => DriverChoice::Auto,
                 other => {
                     return Err(Error::new(
                         ErrorKind::InvalidArgument,
@@ -133,16 +128,21 @@ fn apply(
 /// `expected_diff_id` (NULL: none) the tar must have that diff ID
 /// (`DIGEST_MISMATCH` otherwise, nothing kept) and an existing layer is returned
 /// without reading. `*out_chain_id` receives the layer's chain ID (free with
-/// `cargohold_string_free`). `NOT_FOUND` for a missing parent.
+/// `cargohold_string_free`). `NOT_FOUND` for a missing parent. `progress(ctx, done,
+/// 0)` (when not NULL) is called with the bytes read so far, every MiB and at the end;
+/// it may be called from a helper thread, never concurrently, never after the return.
 ///
 /// # Safety
-/// Strings are NUL-terminated or NULL; `fd` is open for the call.
+/// Strings are NUL-terminated or NULL; `fd` is open for the call; `progress` is
+/// callable with `ctx` or NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cargohold_layer_apply_fd(
     store: *const cargohold_layer_store,
     fd: c_int,
     parent: *const c_char,
     expected_diff_id: *const c_char,
+    progress: cargohold_progress_fn,
+    ctx: *mut c_void,
     out_chain_id: *mut *mut c_char,
     err: *mut *mut cargohold_error,
 ) -> cargohold_status {
@@ -150,7 +150,10 @@ pub unsafe extern "C" fn cargohold_layer_apply_fd(
     unsafe {
         call(err, || {
             let s = layer_store(store)?;
-            let mut reader = FdStream(crate::streams::fd(fd, "fd")?);
+            let mut reader = ProgressReader::new(
+                FdStream(crate::streams::fd(fd, "fd")?),
+                Progress::new(progress, ctx),
+            );
             let parent = strings::optional_digest(parent, "parent")?;
             let expected = strings::optional_digest(expected_diff_id, "expected_diff_id")?;
             strings::out_ptr(out_chain_id, "out_chain_id")?;
@@ -165,7 +168,7 @@ pub unsafe extern "C" fn cargohold_layer_apply_fd(
 }
 
 /// Like `cargohold_layer_apply_fd`, reading the tar through `read(ctx, buf, len)`
-/// until it returns 0. The callback may be called from a helper thread, never
+/// until it returns 0 (the callback sees every byte: no progress callback). The callback may be called from a helper thread, never
 /// concurrently with itself, and never after this function returns.
 ///
 /// # Safety
@@ -224,6 +227,31 @@ pub unsafe extern "C" fn cargohold_layer_list(
     }
 }
 
+/// `*out_json` receives the layer `chain_id` as the JSON object `cargohold_layer_list`
+/// gives for it (free with `cargohold_string_free`); `NOT_FOUND` when absent.
+///
+/// # Safety
+/// `chain_id` is NUL-terminated; `out_json` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cargohold_layer_get(
+    store: *const cargohold_layer_store,
+    chain_id: *const c_char,
+    out_json: *mut *mut c_char,
+    err: *mut *mut cargohold_error,
+) -> cargohold_status {
+    // SAFETY: the arguments follow the documented contract.
+    unsafe {
+        call(err, || {
+            let s = layer_store(store)?;
+            let d = strings::digest(chain_id, "chain_id")?;
+            strings::out_ptr(out_json, "out_json")?;
+            let layer = s.layer(&d)?;
+            strings::put(out_json, strings::json(&layer_json(&layer))?);
+            Ok(())
+        })
+    }
+}
+
 /// Remove the layer `chain_id`: `NOT_FOUND` when missing, `IN_USE` while a layer or
 /// container is on it.
 ///
@@ -241,159 +269,6 @@ pub unsafe extern "C" fn cargohold_layer_remove(
             let s = layer_store(store)?;
             let d = strings::digest(chain_id, "chain_id")?;
             s.remove_layer(&d)
-        })
-    }
-}
-
-/// Prepare the writable container `key` on the layer `parent` (NULL: empty).
-/// `*out_mounts_json` (when `out_mounts_json` is not NULL) receives how to mount it: a
-/// JSON array of `{"type", "source", "target", "options"}`. `ALREADY_EXISTS` when
-/// `key` is taken, `NOT_FOUND` for a missing parent.
-///
-/// # Safety
-/// Strings are NUL-terminated or NULL; `out_mounts_json` is writable or NULL.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_prepare(
-    store: *const cargohold_layer_store,
-    key: *const c_char,
-    parent: *const c_char,
-    out_mounts_json: *mut *mut c_char,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let key = strings::required(key, "key")?;
-            let parent = strings::optional_digest(parent, "parent")?;
-            let mounts = s.prepare_container(key, parent.as_ref(), Labels::new())?;
-            if !out_mounts_json.is_null() {
-                strings::put(out_mounts_json, strings::json(&mounts_json(&mounts))?);
-            }
-            Ok(())
-        })
-    }
-}
-
-/// Commit the container `key` into a layer; `*out_chain_id` receives its chain ID.
-/// The container is gone afterwards (it must be unmounted first).
-///
-/// # Safety
-/// `key` is NUL-terminated; `out_chain_id` is writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_commit(
-    store: *const cargohold_layer_store,
-    key: *const c_char,
-    out_chain_id: *mut *mut c_char,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let key = strings::required(key, "key")?;
-            strings::out_ptr(out_chain_id, "out_chain_id")?;
-            let layer = s.commit_container(key, Labels::new())?;
-            strings::put(
-                out_chain_id,
-                strings::to_c(layer.chain_id.to_string(), "chain id")?,
-            );
-            Ok(())
-        })
-    }
-}
-
-/// Mount the container `key` at the existing directory `target` (needs root). A second
-/// mount at the same target shares the first; at another target it is `CONFLICT`.
-///
-/// # Safety
-/// Strings are NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_mount(
-    store: *const cargohold_layer_store,
-    key: *const c_char,
-    target: *const c_char,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let key = strings::required(key, "key")?;
-            let target = strings::required(target, "target")?;
-            s.mount(key, Path::new(target))
-        })
-    }
-}
-
-/// Drop one mount at `target`; the last one unmounts. `NOT_FOUND` when this store
-/// mounted nothing there.
-///
-/// # Safety
-/// `target` is NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_unmount(
-    store: *const cargohold_layer_store,
-    target: *const c_char,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let target = strings::required(target, "target")?;
-            s.unmount(Path::new(target))
-        })
-    }
-}
-
-/// Remove the container `key` and its data: `NOT_FOUND` when missing.
-///
-/// # Safety
-/// `key` is NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_remove(
-    store: *const cargohold_layer_store,
-    key: *const c_char,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let key = strings::required(key, "key")?;
-            s.remove(key)
-        })
-    }
-}
-
-/// Write the changes of the container `key` as an uncompressed layer tar to `fd` (left
-/// open). `*out_diff_id` (when not NULL) receives the tar's digest, `*out_size` (when
-/// not NULL) its size.
-///
-/// # Safety
-/// `key` is NUL-terminated; `fd` is open; out-params are writable or NULL.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cargohold_container_diff_fd(
-    store: *const cargohold_layer_store,
-    key: *const c_char,
-    fd: c_int,
-    out_diff_id: *mut *mut c_char,
-    out_size: *mut u64,
-    err: *mut *mut cargohold_error,
-) -> cargohold_status {
-    // SAFETY: the arguments follow the documented contract.
-    unsafe {
-        call(err, || {
-            let s = layer_store(store)?;
-            let key = strings::required(key, "key")?;
-            let mut out = FdStream(crate::streams::fd(fd, "fd")?);
-            let (diff_id, size) = s.diff(key, &mut out)?;
-            if !out_diff_id.is_null() {
-                strings::put(out_diff_id, strings::to_c(diff_id.to_string(), "diff id")?);
-            }
-            strings::put(out_size, size);
-            Ok(())
         })
     }
 }

@@ -9,12 +9,14 @@
 //! every pointer is NULL-checked; no panic crosses the boundary.
 
 mod boundary;
+pub mod containers;
 mod error;
 mod handles;
 pub mod layers;
 pub mod registry;
 pub mod streams;
 mod strings;
+pub mod uploads;
 pub mod volumes;
 
 pub use error::{

@@ -2,18 +2,21 @@
 //! OCI layout import/export.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
-use cargohold_core::{Error, Result};
-use regstore::Registry;
+use cargohold_core::{Digest, Error, ErrorKind, Result};
 use regstore::drivers::Filesystem;
 use regstore::oci_layout;
+use regstore::{Descriptor, Registry};
 use serde_json::Value;
 
 use crate::boundary::call;
 use crate::error::{cargohold_error, cargohold_status};
-use crate::streams::{FdStream, Progress, cargohold_progress_fn};
+use crate::streams::{
+    CallbackSink, CallbackStream, FdStream, Progress, ProgressReader, cargohold_progress_fn,
+    cargohold_read_fn, cargohold_write_fn,
+};
 use crate::{handles, strings};
 
 /// A registry: repositories, blobs, manifests and tags stored under one directory in
@@ -28,7 +31,7 @@ pub struct cargohold_registry {
     reg: Registry,
 }
 
-unsafe fn registry<'a>(p: *const cargohold_registry) -> Result<&'a Registry> {
+pub(crate) unsafe fn registry<'a>(p: *const cargohold_registry) -> Result<&'a Registry> {
     // SAFETY: forwarded contract (no free during the call).
     Ok(&unsafe { handles::borrow(p, "registry") }?.reg)
 }
@@ -67,18 +70,102 @@ pub unsafe extern "C" fn cargohold_registry_free(reg: *mut cargohold_registry) -
     unsafe { call(std::ptr::null_mut(), || handles::release(reg, "registry")) }
 }
 
+/// Store the blob read from `reader` through a new upload, cancelled on failure.
+fn put_stream(
+    r: &Registry,
+    repo: &str,
+    reader: impl Read,
+    expected: Option<Digest>,
+) -> Result<Descriptor> {
+    let up = r.start_upload(repo)?;
+    let stored = (|| {
+        up.append(0, reader)?;
+        let d = match expected {
+            Some(d) => d,
+            None => up.digest()?,
+        };
+        up.commit(&d, None)
+    })();
+    if stored.is_err() {
+        let _ = up.cancel(); // the first error is the one to report
+    }
+    stored
+}
+
+/// Write `desc` through the nullable out-params, allocating before writing anything.
+///
+/// # Safety
+/// The out-params are writable or NULL.
+unsafe fn put_descriptor(
+    desc: &Descriptor,
+    out_digest: *mut *mut c_char,
+    out_size: *mut u64,
+) -> Result<()> {
+    let d = match out_digest.is_null() {
+        true => None,
+        false => Some(strings::to_c(desc.digest.to_string(), "digest")?),
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        if let Some(d) = d {
+            strings::put(out_digest, d);
+        }
+        strings::put(out_size, desc.size);
+    }
+    Ok(())
+}
+
 /// Store the blob read from `fd` (to its end; left open) in the repository `repo`.
 /// With `expected_digest` (NULL: none) the content must hash to it
 /// (`DIGEST_MISMATCH` otherwise, nothing kept). `*out_digest` (when not NULL)
 /// receives the blob's digest, `*out_size` (when not NULL) its size.
+/// `progress(ctx, done, 0)` (when not NULL) is called with the bytes read so far,
+/// every MiB and at the end, from this thread.
 ///
 /// # Safety
-/// Strings are NUL-terminated or NULL; `fd` is open; out-params writable or NULL.
+/// Strings are NUL-terminated or NULL; `fd` is open; out-params writable or NULL;
+/// `progress` is callable with `ctx` or NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cargohold_blob_put_fd(
     reg: *const cargohold_registry,
     repo: *const c_char,
     fd: c_int,
+    expected_digest: *const c_char,
+    progress: cargohold_progress_fn,
+    ctx: *mut c_void,
+    out_digest: *mut *mut c_char,
+    out_size: *mut u64,
+    err: *mut *mut cargohold_error,
+) -> cargohold_status {
+    // SAFETY: the arguments follow the documented contract.
+    unsafe {
+        call(err, || {
+            let r = registry(reg)?;
+            let repo = strings::required(repo, "repo")?;
+            let input = ProgressReader::new(
+                FdStream(crate::streams::fd(fd, "fd")?),
+                Progress::new(progress, ctx),
+            );
+            let expected = strings::optional_digest(expected_digest, "expected_digest")?;
+            let desc = put_stream(r, repo, input, expected)?;
+            put_descriptor(&desc, out_digest, out_size)
+        })
+    }
+}
+
+/// Like `cargohold_blob_put_fd`, reading the blob through `read(ctx, buf, len)` until
+/// it returns 0 (see `cargohold_read_fn`); the callback may be called from a helper
+/// thread, never concurrently, never after the return.
+///
+/// # Safety
+/// Strings are NUL-terminated or NULL; `read` is callable with `ctx`; out-params
+/// writable or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cargohold_blob_put_read(
+    reg: *const cargohold_registry,
+    repo: *const c_char,
+    read: cargohold_read_fn,
+    ctx: *mut c_void,
     expected_digest: *const c_char,
     out_digest: *mut *mut c_char,
     out_size: *mut u64,
@@ -89,32 +176,10 @@ pub unsafe extern "C" fn cargohold_blob_put_fd(
         call(err, || {
             let r = registry(reg)?;
             let repo = strings::required(repo, "repo")?;
-            let input = FdStream(crate::streams::fd(fd, "fd")?);
+            let input = CallbackStream::new(read, ctx)?;
             let expected = strings::optional_digest(expected_digest, "expected_digest")?;
-            let up = r.start_upload(repo)?;
-            let stored = (|| {
-                up.append(0, input)?;
-                let d = match expected {
-                    Some(d) => d,
-                    None => up.digest()?,
-                };
-                up.commit(&d, None)
-            })();
-            let desc = match stored {
-                Ok(desc) => desc,
-                Err(e) => {
-                    let _ = up.cancel(); // the error says what went wrong
-                    return Err(e);
-                }
-            };
-            if !out_digest.is_null() {
-                strings::put(
-                    out_digest,
-                    strings::to_c(desc.digest.to_string(), "digest")?,
-                );
-            }
-            strings::put(out_size, desc.size);
-            Ok(())
+            let desc = put_stream(r, repo, input, expected)?;
+            put_descriptor(&desc, out_digest, out_size)
         })
     }
 }
@@ -168,6 +233,37 @@ pub unsafe extern "C" fn cargohold_blob_read_fd(
             let repo = strings::required(repo, "repo")?;
             let d = strings::digest(digest, "digest")?;
             let mut out = FdStream(crate::streams::fd(fd, "fd")?);
+            let mut reader = r.blob_reader(repo, &d, 0, None)?;
+            let n = io::copy(&mut reader, &mut out).map_err(|e| Error::io("blob read", &d, e))?;
+            strings::put(out_size, n);
+            Ok(())
+        })
+    }
+}
+
+/// Like `cargohold_blob_read_fd`, writing the blob through `write(ctx, buf, len)`
+/// (see `cargohold_write_fn`) on this thread. A negative return stops with `IO`.
+///
+/// # Safety
+/// Strings are NUL-terminated; `write` is callable with `ctx`; `out_size` writable
+/// or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cargohold_blob_read_write(
+    reg: *const cargohold_registry,
+    repo: *const c_char,
+    digest: *const c_char,
+    write: cargohold_write_fn,
+    ctx: *mut c_void,
+    out_size: *mut u64,
+    err: *mut *mut cargohold_error,
+) -> cargohold_status {
+    // SAFETY: the arguments follow the documented contract.
+    unsafe {
+        call(err, || {
+            let r = registry(reg)?;
+            let repo = strings::required(repo, "repo")?;
+            let d = strings::digest(digest, "digest")?;
+            let mut out = CallbackSink::new(write, ctx)?;
             let mut reader = r.blob_reader(repo, &d, 0, None)?;
             let n = io::copy(&mut reader, &mut out).map_err(|e| Error::io("blob read", &d, e))?;
             strings::put(out_size, n);
@@ -271,6 +367,39 @@ pub unsafe extern "C" fn cargohold_registry_tags(
             strings::out_ptr(out_json, "out_json")?;
             let tags = r.tags(repo, None, None)?;
             let v = Value::Array(tags.into_iter().map(Value::String).collect());
+            strings::put(out_json, strings::json(&v)?);
+            Ok(())
+        })
+    }
+}
+
+/// `*out_json` receives the manifests of `repo` whose `subject` is `subject`, as a JSON
+/// array of OCI descriptors (`mediaType`, `digest`, `size`, and `artifactType` and
+/// `annotations` when set), only those of `artifact_type` when it is not NULL.
+///
+/// # Safety
+/// Strings are NUL-terminated or NULL; `out_json` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cargohold_registry_referrers(
+    reg: *const cargohold_registry,
+    repo: *const c_char,
+    subject: *const c_char,
+    artifact_type: *const c_char,
+    out_json: *mut *mut c_char,
+    err: *mut *mut cargohold_error,
+) -> cargohold_status {
+    // SAFETY: the arguments follow the documented contract.
+    unsafe {
+        call(err, || {
+            let r = registry(reg)?;
+            let repo = strings::required(repo, "repo")?;
+            let subject = strings::digest(subject, "subject")?;
+            let artifact_type = strings::optional(artifact_type, "artifact_type")?;
+            strings::out_ptr(out_json, "out_json")?;
+            let found = r.referrers(repo, &subject, artifact_type)?;
+            let v = serde_json::to_value(&found).map_err(|e| {
+                Error::new(ErrorKind::Corrupt, "referrers", &subject, e.to_string())
+            })?;
             strings::put(out_json, strings::json(&v)?);
             Ok(())
         })

@@ -13,6 +13,13 @@ use cargohold_core::{Error, ErrorKind, Result};
 pub type cargohold_read_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> isize>;
 
+/// A write callback: take up to `len` bytes from `buf` and return how many were taken
+/// (at least 1 when `len` is not 0), or a negative value for an error (e.g. `-errno`).
+/// Like `write(2)`: a short count is retried with the rest.
+#[allow(non_camel_case_types)]
+pub type cargohold_write_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *const u8, len: usize) -> isize>;
+
 /// A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
 #[allow(non_camel_case_types)]
 pub type cargohold_progress_fn =
@@ -116,6 +123,91 @@ impl Read for CallbackStream {
     }
 }
 
+/// Writes through a C write callback.
+#[derive(Debug)]
+pub(crate) struct CallbackSink {
+    write: unsafe extern "C" fn(*mut c_void, *const u8, usize) -> isize,
+    ctx: *mut c_void,
+}
+
+impl CallbackSink {
+    pub(crate) fn new(write: cargohold_write_fn, ctx: *mut c_void) -> Result<CallbackSink> {
+        let write = write.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "argument",
+                "write",
+                "NULL write callback",
+            )
+        })?;
+        Ok(CallbackSink { write, ctx })
+    }
+}
+
+impl Write for CallbackSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: `buf` is readable for `buf.len()` bytes for the duration of the call;
+        // the callback's contract is to read at most `len` bytes and not keep `buf`.
+        let n = unsafe { (self.write)(self.ctx, buf.as_ptr(), buf.len()) };
+        if n < 0 {
+            let errno = i32::try_from(-n).unwrap_or(libc::EIO);
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        match n as usize {
+            0 => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write callback took no bytes",
+            )),
+            n if n > buf.len() => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "write callback claimed more bytes than it was given",
+            )),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that tells a progress callback how many bytes went through, at most once
+/// per [`PROGRESS_STEP`] bytes and once at the end of the stream.
+#[derive(Debug)]
+pub(crate) struct ProgressReader<R> {
+    inner: R,
+    progress: Progress,
+    pending: u64,
+}
+
+/// How many bytes pass between two progress calls of a stream.
+pub(crate) const PROGRESS_STEP: u64 = 1 << 20;
+
+impl<R: Read> ProgressReader<R> {
+    pub(crate) fn new(inner: R, progress: Progress) -> ProgressReader<R> {
+        ProgressReader {
+            inner,
+            progress,
+            pending: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pending += n as u64;
+        if self.pending >= PROGRESS_STEP || (n == 0 && !buf.is_empty() && self.pending > 0) {
+            self.progress.add(self.pending, 0);
+            self.pending = 0;
+        }
+        Ok(n)
+    }
+}
+
 /// A progress callback with its context; calls nothing when NULL.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -138,3 +230,8 @@ impl Progress {
         }
     }
 }
+
+// SAFETY: a progress callback may be called from a helper thread of the call it was
+// given to, never concurrently with itself and never after that call returns (the
+// documented C contract), so moving it to another thread is allowed.
+unsafe impl Send for Progress {}

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use cargohold_core::{Error, ErrorKind, Result};
 use serde_json::Value;
-use volstore::Driver;
 use volstore::local::{CreateRequest, LocalDriver};
+use volstore::{Driver, Scope};
 
 use crate::boundary::call;
 use crate::error::{cargohold_error, cargohold_status};
@@ -376,6 +376,38 @@ pub unsafe extern "C" fn cargohold_volume_prune(
             if !out_json.is_null() {
                 strings::put(out_json, to_json(&report)?);
             }
+            Ok(())
+        })
+    }
+}
+
+/// Volumes exist on this machine only.
+pub const CARGOHOLD_VOLUME_SCOPE_LOCAL: u32 = 0;
+/// Volumes are the same on every machine (network storage).
+pub const CARGOHOLD_VOLUME_SCOPE_GLOBAL: u32 = 1;
+
+/// `*out_scope` receives the scope of the store's volumes
+/// (`CARGOHOLD_VOLUME_SCOPE_LOCAL` for this local driver), as the volume plugin API's
+/// `Capabilities` reports it.
+///
+/// # Safety
+/// `out_scope` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cargohold_volume_capabilities(
+    store: *const cargohold_volume_store,
+    out_scope: *mut u32,
+    err: *mut *mut cargohold_error,
+) -> cargohold_status {
+    // SAFETY: the arguments follow the documented contract.
+    unsafe {
+        call(err, || {
+            let s = volume_store(store)?;
+            strings::out_ptr(out_scope, "out_scope")?;
+            let scope = match Driver::capabilities(s).scope {
+                Scope::Local => CARGOHOLD_VOLUME_SCOPE_LOCAL,
+                Scope::Global => CARGOHOLD_VOLUME_SCOPE_GLOBAL,
+            };
+            strings::put(out_scope, scope);
             Ok(())
         })
     }

@@ -275,7 +275,16 @@ fn bad_descriptors_and_callbacks_fail_and_keep_nothing() {
             cargohold_status::Ok
         );
         let st = status_of(|e| {
-            cargohold_layer_apply_fd(store, -1, ptr::null(), ptr::null(), &mut chain, e)
+            cargohold_layer_apply_fd(
+                store,
+                -1,
+                ptr::null(),
+                ptr::null(),
+                None,
+                ptr::null_mut(),
+                &mut chain,
+                e,
+            )
         });
         assert_eq!(st, INVALID);
         let st = status_of(|e| {

@@ -151,9 +151,16 @@ impl Driver for CDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            scope: Scope::Local,
-        }
+        let (mut err, mut scope) = (ptr::null_mut(), u32::MAX);
+        // SAFETY: live handle, writable out-params.
+        let st = unsafe { cargohold_volume_capabilities(self.0, &mut scope, &mut err) };
+        check(st, err).expect("capabilities cannot fail on a live handle");
+        let scope = match scope {
+            CARGOHOLD_VOLUME_SCOPE_LOCAL => Scope::Local,
+            CARGOHOLD_VOLUME_SCOPE_GLOBAL => Scope::Global,
+            other => panic!("unknown scope {other}"),
+        };
+        Capabilities { scope }
     }
 }
 

@@ -52,6 +52,13 @@ static char *path(const char *name) {
     return p;
 }
 
+/* A path in WORKDIR that stays valid until the next call (no allocation to free). */
+static const char *path_tmp(const char *name) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", work, name);
+    return buf;
+}
+
 static int open_in(const char *name, int flags) {
     char *p = path(name);
     int fd = open(p, flags, 0644);
@@ -103,6 +110,20 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total) {
     p->last = done;
 }
 
+/* A write callback that takes at most 100 bytes a call (short writes are retried). */
+struct file_sink {
+    int fd;
+    uint64_t bytes;
+};
+
+static ssize_t write_cb(void *ctx, const uint8_t *buf, size_t len) {
+    struct file_sink *sink = ctx;
+    ssize_t n = write(sink->fd, buf, len > 100 ? 100 : len);
+    if (n < 0) return -errno;
+    sink->bytes += (uint64_t)n;
+    return n;
+}
+
 static void layers_and_containers(const char *driver_name, char **top_out) {
     uint32_t driver = strcmp(driver_name, "overlay") == 0 ? CARGOHOLD_LAYER_DRIVER_OVERLAY
                                                           : CARGOHOLD_LAYER_DRIVER_VFS;
@@ -113,8 +134,18 @@ static void layers_and_containers(const char *driver_name, char **top_out) {
 
     int fd = open_in("base.tar", O_RDONLY);
     char *base = NULL;
-    CHECK(cargohold_layer_apply_fd(store, fd, NULL, NULL, &base, ERR));
+    struct progress prog = {0, 0};
+    CHECK(cargohold_layer_apply_fd(store, fd, NULL, NULL, progress_cb, &prog, &base, ERR));
     close(fd);
+    struct stat sb;
+    require(stat(path_tmp("base.tar"), &sb) == 0, "stat base.tar");
+    require(prog.calls >= 1 && prog.last == (uint64_t)sb.st_size,
+            "apply progress reached the tar's size");
+
+    char *json = NULL;
+    CHECK(cargohold_layer_get(store, base, &json, ERR));
+    require(strstr(json, "\"parent\":null") != NULL, "the base layer has no parent");
+    cargohold_string_free(json);
 
     struct file_source src = {open_in("changes.tar", O_RDONLY), 0};
     char *changes = NULL;
@@ -158,10 +189,32 @@ static void layers_and_containers(const char *driver_name, char **top_out) {
     CHECK(cargohold_container_diff_fd(store, "c1", diff, &diff_id, &diff_size, ERR));
     close(diff);
     require(diff_size > 0 && strncmp(diff_id, "sha256:", 7) == 0, "diff wrote a tar");
+    struct file_sink sink = {open_in("c1-diff-cb.tar", O_WRONLY | O_CREAT | O_TRUNC), 0};
+    char *diff_id2 = NULL;
+    uint64_t diff_size2 = 0;
+    CHECK(cargohold_container_diff_write(store, "c1", write_cb, &sink, &diff_id2, &diff_size2,
+                                         ERR));
+    close(sink.fd);
+    require(strcmp(diff_id, diff_id2) == 0 && diff_size2 == diff_size && sink.bytes == diff_size,
+            "the diff through a write callback is the same tar");
     cargohold_string_free(diff_id);
+    cargohold_string_free(diff_id2);
 
     char *top = NULL;
     CHECK(cargohold_container_commit(store, "c1", &top, ERR));
+
+    /* A read-only view of the new layer, with its mounts. */
+    CHECK(cargohold_container_view(store, "v1", top, NULL, ERR));
+    CHECK(cargohold_container_mounts(store, "v1", &json, ERR));
+    require(strstr(json, "\"ro\"") != NULL, "a view mounts read-only");
+    cargohold_string_free(json);
+    cargohold_error *verr = NULL;
+    char *never = NULL;
+    require(cargohold_container_commit(store, "v1", &never, &verr) ==
+                CARGOHOLD_STATUS_INVALID_ARGUMENT && never == NULL,
+            "a view cannot be committed");
+    cargohold_error_free(verr);
+    CHECK(cargohold_container_remove(store, "v1", ERR));
 
     /* A scratch container removed again. */
     CHECK(cargohold_container_prepare(store, "scratch", top, NULL, ERR));
@@ -190,6 +243,9 @@ static void volumes(void) {
     CHECK(cargohold_volume_store_open(root, &vs, ERR));
     free(root);
 
+    uint32_t scope = 99;
+    CHECK(cargohold_volume_capabilities(vs, &scope, ERR));
+    require(scope == CARGOHOLD_VOLUME_SCOPE_LOCAL, "local scope");
     CHECK(cargohold_volume_create(vs, "data", NULL, "{\"app\":\"lifecycle\"}", NULL, ERR));
     char *p = NULL;
     CHECK(cargohold_volume_mount(vs, "data", "c1", &p, ERR));
@@ -266,12 +322,45 @@ static void registry(void) {
     int fd = open_in("config.json", O_RDONLY);
     char *cfg = NULL;
     uint64_t cfg_size = 0;
-    CHECK(cargohold_blob_put_fd(reg, "lab/app", fd, NULL, &cfg, &cfg_size, ERR));
+    CHECK(cargohold_blob_put_fd(reg, "lab/app", fd, NULL, NULL, NULL, &cfg, &cfg_size, ERR));
     close(fd);
+
+    /* The layer goes up as a resumable upload in two chunks: a descriptor's first
+     * 1000 bytes, then the rest through a read callback. */
+    char *id = NULL;
+    CHECK(cargohold_upload_start(reg, "lab/app", &id, ERR));
+    int whole = open_in("base.tar", O_RDONLY);
+    int head = open_in("base-head.bin", O_RDWR | O_CREAT | O_TRUNC);
+    char chunk[1000];
+    require(read(whole, chunk, sizeof chunk) == (ssize_t)sizeof chunk, "read a chunk");
+    require(write(head, chunk, sizeof chunk) == (ssize_t)sizeof chunk, "write a chunk");
+    require(lseek(head, 0, SEEK_SET) == 0, "rewind");
+    uint64_t offset = 0;
+    CHECK(cargohold_upload_append_fd(reg, "lab/app", id, 0, head, &offset, ERR));
+    close(head);
+    require(offset == sizeof chunk, "the first chunk is in");
+    cargohold_error *cerr = NULL;
+    struct file_source rest = {whole, 0};
+    require(cargohold_upload_append_read(reg, "lab/app", id, 7, read_cb, &rest, NULL, &cerr) ==
+                CARGOHOLD_STATUS_CONFLICT,
+            "a chunk at the wrong offset is CONFLICT");
+    cargohold_error_free(cerr);
+    uint64_t at = 0;
+    CHECK(cargohold_upload_offset(reg, "lab/app", id, &at, ERR));
+    require(at == sizeof chunk && rest.calls == 0, "nothing was read or appended");
+    CHECK(cargohold_upload_append_read(reg, "lab/app", id, offset, read_cb, &rest, &offset, ERR));
+    close(whole);
+    uint64_t layer_size = 0;
+    CHECK(cargohold_upload_commit(reg, "lab/app", id, NULL, &layer_size, ERR));
+    require(layer_size == offset, "the blob has every byte");
+    cerr = NULL;
+    require(cargohold_upload_cancel(reg, "lab/app", id, &cerr) == CARGOHOLD_STATUS_NOT_FOUND,
+            "a committed upload is gone");
+    cargohold_error_free(cerr);
+    cargohold_string_free(id);
     fd = open_in("base.tar", O_RDONLY);
     char *layer = NULL;
-    uint64_t layer_size = 0;
-    CHECK(cargohold_blob_put_fd(reg, "lab/app", fd, NULL, &layer, &layer_size, ERR));
+    CHECK(cargohold_blob_put_fd(reg, "lab/app", fd, NULL, NULL, NULL, &layer, NULL, ERR));
     close(fd);
 
     uint64_t size = 0;
@@ -282,6 +371,10 @@ static void registry(void) {
     CHECK(cargohold_blob_read_fd(reg, "lab/app", layer, out, &written, ERR));
     close(out);
     require(written == layer_size, "read gives every byte");
+    struct file_sink sink = {open_in("layer-copy-cb.tar", O_WRONLY | O_CREAT | O_TRUNC), 0};
+    CHECK(cargohold_blob_read_write(reg, "lab/app", layer, write_cb, &sink, &written, ERR));
+    close(sink.fd);
+    require(written == layer_size && sink.bytes == layer_size, "read through a callback");
 
     /* A wrong expected digest keeps nothing. */
     fd = open_in("config.json", O_RDONLY);
@@ -289,7 +382,7 @@ static void registry(void) {
     cargohold_status st = cargohold_blob_put_fd(
         reg, "lab/app", fd,
         "sha256:0000000000000000000000000000000000000000000000000000000000000000", NULL,
-        NULL, &err);
+        NULL, NULL, NULL, &err);
     close(fd);
     require(st == CARGOHOLD_STATUS_DIGEST_MISMATCH, "a wrong digest is DIGEST_MISMATCH");
     cargohold_error_free(err);
@@ -313,6 +406,11 @@ static void registry(void) {
     require(strcmp(mt, "application/vnd.oci.image.manifest.v1+json") == 0, "media type");
     cargohold_bytes_free(data, len);
     cargohold_string_free(mt);
+
+    char *refs = NULL;
+    CHECK(cargohold_registry_referrers(reg, "lab/app", mdigest, NULL, &refs, ERR));
+    require(strcmp(refs, "[]") == 0, "no referrers yet");
+    cargohold_string_free(refs);
 
     char *tags = NULL;
     CHECK(cargohold_registry_tags(reg, "lab/app", &tags, ERR));

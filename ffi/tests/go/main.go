@@ -92,7 +92,7 @@ func layers(driver string) {
 	f, e := os.Open(in("base.tar"))
 	require(e == nil, "open base.tar")
 	var base *C.char
-	must("apply fd", C.cargohold_layer_apply_fd(store, C.int(f.Fd()), nil, nil, &base, &err), err)
+	must("apply fd", C.cargohold_layer_apply_fd(store, C.int(f.Fd()), nil, nil, nil, nil, &base, &err), err)
 	f.Close()
 
 	f, e = os.Open(in("changes.tar"))
@@ -177,7 +177,7 @@ func putFile(reg *C.cargohold_registry, repo *C.char, path string) (string, uint
 	var d *C.char
 	var size C.uint64_t
 	var err *C.cargohold_error
-	must("put blob", C.cargohold_blob_put_fd(reg, repo, C.int(f.Fd()), nil, &d, &size, &err), err)
+	must("put blob", C.cargohold_blob_put_fd(reg, repo, C.int(f.Fd()), nil, nil, nil, &d, &size, &err), err)
 	return take(d), uint64(size)
 }
 
