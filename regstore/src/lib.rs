@@ -54,6 +54,19 @@ pub trait StorageDriver: Send + Sync + fmt::Debug {
     fn delete(&self, key: &Key) -> Result<()>;
     /// Everything below `key` (not `key` itself), sorted by key.
     fn walk(&self, key: &Key) -> Result<Vec<FileInfo>>;
+    /// Take the store-wide lock `name`, shared or exclusive, across every process that
+    /// opens the same store; the lock is held until the returned value is dropped and is
+    /// released by the kernel if the holder dies. `None` means the backend has no such
+    /// lock (the default: memory, object stores); callers then go on unlocked, and
+    /// [`gc`] explains what collection can and cannot promise on such a backend.
+    fn lock(
+        &self,
+        name: &str,
+        mode: cargohold_core::lock::LockMode,
+    ) -> Result<Option<cargohold_core::lock::FileLock>> {
+        let _ = (name, mode);
+        Ok(None)
+    }
 }
 
 /// A file being written through [`StorageDriver::writer`].
@@ -82,6 +95,8 @@ pub struct FileInfo {
 pub mod docker_archive;
 pub mod drivers;
 pub mod error;
+pub mod fsck;
+pub mod gc;
 pub mod hashstate;
 pub mod key;
 pub mod layout;

@@ -170,6 +170,7 @@ impl Registry {
             ));
         }
         let (mt, v) = classify(bytes, content_type)?;
+        let _gc = crate::gc::writer_lock(self)?;
         let missing = |d: &Digest| {
             coded(
                 ErrorCode::ManifestBlobUnknown,
@@ -214,7 +215,7 @@ impl Registry {
         }
         self.write_link(&layout::revision_link(repo, &digest), &digest)?;
         if let Reference::Tag(t) = &reference {
-            self.tag(repo, t, &digest)?;
+            self.tag_locked(repo, t, &digest)?;
         }
         Ok(digest)
     }

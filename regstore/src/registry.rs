@@ -199,6 +199,7 @@ impl Registry {
     /// Make a blob of `from` part of `to` without copying it.
     pub fn mount_blob(&self, from: &str, to: &str, d: &Digest) -> Result<Descriptor> {
         check_repository(to)?;
+        let _gc = crate::gc::writer_lock(self)?;
         let desc = self.stat_blob(from, d)?;
         self.write_link(&layout::layer_link(to, d), d)?;
         Ok(desc)
@@ -261,6 +262,12 @@ impl Registry {
     pub fn tag(&self, repo: &str, tag: &str, d: &Digest) -> Result<()> {
         check_repository(repo)?;
         check_tag(tag)?;
+        let _gc = crate::gc::writer_lock(self)?;
+        self.tag_locked(repo, tag, d)
+    }
+
+    /// [`Registry::tag`] for a caller that holds the collector's shared lock already.
+    pub(crate) fn tag_locked(&self, repo: &str, tag: &str, d: &Digest) -> Result<()> {
         if self
             .read_link(
                 &layout::revision_link(repo, d),

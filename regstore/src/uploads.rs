@@ -349,6 +349,7 @@ impl Upload {
     /// `DigestMismatch` (`DIGEST_INVALID`) or `InvalidArgument` (`SIZE_INVALID`), and the
     /// upload is removed: nothing is kept.
     pub fn commit(&self, expected: &Digest, size: Option<u64>) -> Result<Descriptor> {
+        let _gc = crate::gc::writer_lock(&self.reg)?;
         let got = self.status()?.offset;
         let actual = match expected.algorithm() {
             Algorithm::Sha256 => self.hash_state(got)?.0.digest(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cargohold_core::atomic::{self, is_temp_name};
+use cargohold_core::lock::{FileLock, LockMode};
 use cargohold_core::root::{FileType, Stat};
 use cargohold_core::{Confine, Dir, Error, ErrorKind, Result, Root};
 use rustix::fs::OFlags;
@@ -226,6 +227,10 @@ impl StorageDriver for Filesystem {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn lock(&self, name: &str, mode: LockMode) -> Result<Option<FileLock>> {
+        FileLock::lock(self.root.dir(), OsStr::new(name), mode).map(Some)
     }
 }
 
