@@ -189,7 +189,7 @@ fn open_drops_holders_a_reboot_or_a_lost_mount_left() {
     // What a crash and a reboot leave: the tmpfs gone under its holder, and a holder
     // recorded in another boot.
     rustix::mount::unmount(&lost, rustix::mount::UnmountFlags::empty()).unwrap();
-    let state_file = store.join("old/cargohold.json");
+    let state_file = store.join("old/cargohold-holders.json");
     let mut st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     st["boot_id"] = serde_json::json!("00000000-0000-0000-0000-000000000000");
@@ -244,4 +244,29 @@ fn open_unmounts_a_volume_mount_nobody_holds() {
     assert_eq!(d.stale()[0].volume, "orphan");
     assert!(!mounted(&data));
     d.remove("orphan").unwrap();
+}
+
+#[test]
+fn a_holders_file_a_power_loss_tore_reads_as_no_holders() {
+    if child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("volumes");
+    let d = LocalDriver::open(&store).unwrap();
+    let req = volstore::local::CreateRequest {
+        labels: [("app".to_string(), "db".to_string())].into(),
+        ..Default::default()
+    };
+    d.create_volume(Some("torn"), &req).unwrap();
+    d.mount("torn", "c1").unwrap();
+    drop(d);
+    // What a power cut right after a holder change can leave: the rename reached the
+    // disk, the data did not.
+    std::fs::write(store.join("torn/cargohold-holders.json"), b"").unwrap();
+    let d = LocalDriver::open(&store).unwrap();
+    let info = d.inspect("torn").unwrap();
+    assert!(info.holders.is_empty());
+    assert_eq!(info.labels.get("app").map(String::as_str), Some("db"));
+    d.remove("torn").unwrap();
 }

@@ -5,7 +5,8 @@
 //! ```text
 //! STORE/<name>/_data               the content (Docker's)
 //! STORE/<name>/opts.json           Docker's record of type/device/o/size (only with options)
-//! STORE/<name>/cargohold.json      labels, created, anonymous, options, holders
+//! STORE/<name>/cargohold.json      labels, created, anonymous, options, populated (durable)
+//! STORE/<name>/cargohold-holders.json  holders and their boot id (written without fsync)
 //! STORE/<name>/cargohold.lock      the volume's lock
 //! STORE/<name>/cargohold-disk.img  the ext4 image of a size-capped volume
 //! STORE/.held.<name>               a volume that has holders (found by `open` after a crash)

@@ -2,8 +2,16 @@
 //!
 //! Docker's local driver keeps `<name>/_data` and `<name>/opts.json`; cargohold adds
 //! `<name>/cargohold.json` (labels, creation time, anonymous flag, options as given,
-//! holders), always replaced whole and atomically, and `<name>/cargohold.lock`, the
-//! volume's lock. Docker ignores both.
+//! populated), replaced whole, atomically and durably; `<name>/cargohold-holders.json`
+//! (the holders and the boot they were taken in), replaced atomically but without
+//! `fsync`; and `<name>/cargohold.lock`, the volume's lock. Docker ignores all three.
+//!
+//! Holders live in their own file so that the frequent, fsync-free holder writes can
+//! never cost the durable record: after a power loss the holders file may come back
+//! missing, empty or torn (its rename reached the disk before its data), and that is
+//! read as "no holders" — right, since a power loss ends every holder. Without a power
+//! loss the file is never torn (every reader sees the page cache, and a killed writer
+//! leaves the old file or the new one).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -21,6 +29,8 @@ pub const DATA: &str = "_data";
 pub const DOCKER_OPTS: &str = "opts.json";
 /// cargohold's state file.
 pub const STATE: &str = "cargohold.json";
+/// cargohold's holders file (volatile).
+pub const HOLDERS: &str = "cargohold-holders.json";
 /// cargohold's per-volume lock file.
 pub const LOCK: &str = "cargohold.lock";
 /// The image of a size-capped volume.
@@ -42,12 +52,13 @@ pub struct State {
     /// The driver options as given at creation.
     #[serde(default)]
     pub options: Options,
-    /// The mount ids holding the volume.
-    #[serde(default)]
+    /// The mount ids holding the volume (kept in [`HOLDERS`]; read from the state file
+    /// only as stores written before the split kept them).
+    #[serde(default, skip_serializing)]
     pub holders: BTreeSet<String>,
     /// The boot the holders were taken in (`/proc/sys/kernel/random/boot_id`); holders
-    /// from another boot are stale.
-    #[serde(default)]
+    /// from another boot are stale. Kept in [`HOLDERS`] like the holders.
+    #[serde(default, skip_serializing)]
     pub boot_id: Option<String>,
     /// Whether `populate` already ran (it copies once).
     #[serde(default)]
@@ -61,27 +72,52 @@ pub fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Read a volume's state from its directory.
-pub fn read(vol: &Dir, name: &str) -> Result<State> {
-    let f = vol.open_file(OsStr::new(STATE), rustix::fs::OFlags::RDONLY)?;
-    serde_json::from_reader(std::io::BufReader::new(f))
-        .map_err(|e| Error::new(ErrorKind::Corrupt, "read volume state", name, e.to_string()))
+/// The volatile part of a volume's state, in [`HOLDERS`].
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Holders {
+    #[serde(default)]
+    holders: BTreeSet<String>,
+    #[serde(default)]
+    boot_id: Option<String>,
 }
 
-/// Replace a volume's state atomically and durably.
+/// Read a volume's state from its directory: the durable record, then the holders.
+/// A holders file that does not parse is what a power loss leaves, and reads as no
+/// holders.
+pub fn read(vol: &Dir, name: &str) -> Result<State> {
+    let f = vol.open_file(OsStr::new(STATE), rustix::fs::OFlags::RDONLY)?;
+    let mut st: State = serde_json::from_reader(std::io::BufReader::new(f))
+        .map_err(|e| Error::new(ErrorKind::Corrupt, "read volume state", name, e.to_string()))?;
+    match vol.open_file(OsStr::new(HOLDERS), rustix::fs::OFlags::RDONLY) {
+        Ok(f) => {
+            let h: Holders =
+                serde_json::from_reader(std::io::BufReader::new(f)).unwrap_or_default();
+            st.holders = h.holders;
+            st.boot_id = h.boot_id;
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(st)
+}
+
+/// Replace a volume's durable record (everything but the holders) atomically and
+/// durably.
 pub fn write(vol: &Dir, state: &State) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
     atomic::write_file(vol, OsStr::new(STATE), &bytes, 0o600)
 }
 
-/// Replace a volume's state atomically (a killed writer leaves the old or the new
-/// state) but without `fsync`: for holder changes, which a power loss makes stale
-/// anyway (holders from another boot are dropped on open). If the file comes back
-/// empty or torn after a power loss, reading it is `Corrupt`, and the volume's durable
-/// part (its content and `opts.json`) is untouched.
+/// Replace a volume's holders atomically (a killed writer leaves the old or the new
+/// file) but without `fsync`: a power loss makes holders stale anyway, and what it
+/// leaves of this file reads as no holders.
 pub fn write_holders(vol: &Dir, state: &State) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-    atomic::write_file_volatile(vol, OsStr::new(STATE), &bytes, 0o600)
+    let h = Holders {
+        holders: state.holders.clone(),
+        boot_id: state.boot_id.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&h).expect("holders serialise");
+    atomic::write_file_volatile(vol, OsStr::new(HOLDERS), &bytes, 0o600)
 }
 
 /// A volume's directory, opened and locked exclusively.
