@@ -85,7 +85,9 @@ impl LocalDriver {
     /// never populated, keeping owners, modes, xattrs, times and hardlinks, and the
     /// root's mode and owner. Two racing first uses copy once (the second waits for the
     /// volume's lock and finds it populated). Returns whether it copied. A failed copy
-    /// leaves the volume empty again.
+    /// leaves the volume empty again. The copy is on stable storage (`syncfs`) before
+    /// the volume is recorded as populated, so a power cut never leaves the flag over
+    /// missing data.
     pub fn populate(&self, name: &str, src: &Path) -> Result<bool> {
         check_name(name)?;
         let src = Root::open(src, Confine::InRoot)?;
@@ -114,6 +116,12 @@ impl LocalDriver {
                     rustix::fs::Mode::from_raw_mode(top.st_mode & 0o7777),
                 )
                 .map_err(|e| Error::errno("populate volume", name, e))
+            });
+            // The copy reaches the disk before the durable record says "populated":
+            // otherwise a power cut could leave the flag set over empty files, and the
+            // volume would never be populated again.
+            let result = result.and_then(|()| {
+                rustix::fs::syncfs(dst.dir()).map_err(|e| Error::errno("populate volume", name, e))
             });
             if let Err(e) = result {
                 empty_dir(dst.dir())?;
