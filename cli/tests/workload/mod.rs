@@ -1,0 +1,214 @@
+//! The workload the crash and power-cut tests share: a child process that loops over
+//! every kind of write on the three stores of one root, acknowledging each object on
+//! standard output once the call that made it returned, and the check that everything
+//! acknowledged is still there after the child was killed (or its filesystem cut off).
+
+use std::io::{Cursor, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cargohold_core::Digest;
+use layerstore::{ApplyOptions, Driver as _, DriverChoice, LayerStore};
+use regstore::Registry;
+use regstore::drivers::Filesystem;
+use volstore::{Driver as _, LocalDriver, Options};
+
+/// What each file of the seed directory a volume is populated from holds.
+const SEED_FILE: &[u8] = &[b'c'; 1000];
+
+pub fn layer_tar(seed: u64) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..20u64 {
+        let data = format!("seed {seed} file {i}\n").repeat(50 + (i as usize) * 20);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, format!("d{}/f{i}", i % 3), data.as_bytes())
+            .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn say(out: &mut impl Write, line: String) {
+    writeln!(out, "{line}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The child: every operation, forever (until killed or until its filesystem fails).
+pub fn child(root: &Path) -> ! {
+    let seed0 = std::process::id() as u64 * 1_000_000;
+    let layers = LayerStore::open(root.join("layers"), DriverChoice::Vfs).unwrap();
+    let reg = Registry::open(Filesystem::new(root.join("registry")).unwrap());
+    let vols = LocalDriver::open(root.join("volumes")).unwrap();
+    let seed_dir = root.join("seed");
+    std::fs::create_dir_all(seed_dir.join("etc")).unwrap();
+    for i in 0..30 {
+        std::fs::write(seed_dir.join(format!("etc/conf{i}")), SEED_FILE).unwrap();
+    }
+    let mut out = std::io::stdout().lock();
+    for i in 0.. {
+        let seed = seed0 + i;
+        // Layers: apply, then a container on it, changed and committed.
+        let tar = layer_tar(seed);
+        let l = layers
+            .apply_layer(&mut Cursor::new(&tar), None, &ApplyOptions::default())
+            .unwrap();
+        say(&mut out, format!("layer {}", l.chain_id));
+        let key = format!("c{seed}");
+        let mounts = layers
+            .prepare_container(&key, Some(&l.chain_id), Default::default())
+            .unwrap();
+        std::fs::write(mounts[0].source.join("d0/new"), format!("{seed}")).unwrap();
+        let c = layers.commit_container(&key, Default::default()).unwrap();
+        say(&mut out, format!("layer {}", c.chain_id));
+
+        // Registry: a layer blob by a chunked upload, a config, a manifest, a tag.
+        let up = reg.start_upload("crash/app").unwrap();
+        let half = tar.len() / 2;
+        up.append(0, &tar[..half]).unwrap();
+        up.append(half as u64, &tar[half..]).unwrap();
+        let blob = up
+            .commit(&Digest::sha256(&tar), Some(tar.len() as u64))
+            .unwrap();
+        say(&mut out, format!("blob {}", blob.digest));
+        let cfg = reg
+            .put_blob(
+                "crash/app",
+                format!(
+                    r#"{{"seed":{seed},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+                    blob.digest
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        say(&mut out, format!("blob {}", cfg.digest));
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": cfg.size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": blob.digest, "size": blob.size}],
+        }))
+        .unwrap();
+        let tag = format!("t{}", seed % 7);
+        let m = reg
+            .put_manifest("crash/app", &tag, &manifest, None)
+            .unwrap();
+        say(&mut out, format!("tag crash/app {tag} {m}"));
+
+        // Volumes: create, populate, remove the previous one.
+        let name = format!("vol{seed}");
+        vols.create(&name, &Options::new()).unwrap();
+        say(&mut out, format!("volume {name}"));
+        vols.populate(&name, &seed_dir).unwrap();
+        say(&mut out, format!("populated {name}"));
+        if i > 0 {
+            let prev = format!("vol{}", seed - 1);
+            vols.remove(&prev).unwrap();
+            say(&mut out, format!("removed {prev}"));
+        }
+    }
+    unreachable!()
+}
+
+/// What the killed children acknowledged.
+#[derive(Default)]
+pub struct Acked {
+    pub layers: Vec<Digest>,
+    pub blobs: Vec<Digest>,
+    pub tags: std::collections::BTreeSet<(String, String)>,
+    pub volumes: std::collections::BTreeSet<String>,
+    pub populated: std::collections::BTreeSet<String>,
+}
+
+impl Acked {
+    pub fn take(&mut self, line: &str) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["layer", d] => self.layers.push(Digest::parse(d).unwrap()),
+            ["blob", d] => self.blobs.push(Digest::parse(d).unwrap()),
+            ["tag", repo, tag, d] => {
+                Digest::parse(d).unwrap();
+                self.tags.insert((repo.to_string(), tag.to_string()));
+            }
+            ["volume", n] => {
+                self.volumes.insert(n.to_string());
+            }
+            ["populated", n] => {
+                self.populated.insert(n.to_string());
+            }
+            ["removed", n] => {
+                self.volumes.remove(*n);
+                self.populated.remove(*n);
+            }
+            _ => {} // the test harness's own lines
+        }
+    }
+}
+
+pub fn verify(root: &Path, acked: &Acked) {
+    let layers =
+        LayerStore::open(root.join("layers"), DriverChoice::Vfs).expect("the layer store reopens");
+    for l in &acked.layers {
+        layers
+            .layer(l)
+            .unwrap_or_else(|e| panic!("acknowledged layer {l} lost: {e}"));
+    }
+    for l in layers.layers().unwrap() {
+        layers.stat(&l.chain_id.to_string()).unwrap();
+    }
+    let reg = Registry::open(Filesystem::new(root.join("registry")).unwrap());
+    for b in &acked.blobs {
+        let data = reg
+            .read_blob("crash/app", b)
+            .unwrap_or_else(|e| panic!("acknowledged blob {b} lost: {e}"));
+        assert_eq!(&Digest::sha256(&data), b);
+    }
+    for (repo, tag) in &acked.tags {
+        // The tag may since have moved to a later manifest; it resolves and reads back.
+        let d = reg
+            .resolve_tag(repo, tag)
+            .unwrap_or_else(|e| panic!("acknowledged tag {repo}:{tag} lost: {e}"));
+        reg.get_manifest(repo, &d.to_string()).unwrap();
+    }
+    let vols = LocalDriver::open(root.join("volumes")).expect("the volume store reopens");
+    for v in &acked.volumes {
+        vols.inspect(v)
+            .unwrap_or_else(|e| panic!("acknowledged volume {v} lost: {e}"));
+    }
+    for v in &acked.populated {
+        let etc = vols.data_path(v).join("etc");
+        let n = std::fs::read_dir(&etc).unwrap().count();
+        assert_eq!(n, 30, "acknowledged populate of {v} incomplete");
+        for i in 0..30 {
+            let data = std::fs::read(etc.join(format!("conf{i}"))).unwrap();
+            assert_eq!(
+                data, SEED_FILE,
+                "acknowledged populate of {v}: conf{i} lost its data"
+            );
+        }
+    }
+    for name in vols.names().unwrap() {
+        vols.inspect(&name)
+            .unwrap_or_else(|e| panic!("volume {name} unreadable after a kill: {e}"));
+    }
+    // Reopening cleaned what the killed writer left (temporaries are `.tmp-` names).
+    for entry in std::fs::read_dir(vols.path()).unwrap() {
+        let n = entry.unwrap().file_name();
+        assert!(
+            !n.to_string_lossy().starts_with(".tmp-"),
+            "left in the volume store: {n:?}"
+        );
+    }
+}
+
+pub fn pseudo_random(i: u64) -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (t ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 17
+}
