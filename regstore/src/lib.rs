@@ -101,6 +101,7 @@ pub mod hashstate;
 pub mod key;
 pub mod layout;
 pub mod manifests;
+pub mod migrate;
 pub mod names;
 pub mod oci_layout;
 pub mod registry;

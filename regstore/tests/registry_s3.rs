@@ -294,3 +294,23 @@ fn bad_configurations_are_invalid_arguments() {
     c.secret_access_key = None;
     assert_eq!(S3::open(c).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn migrate_carries_a_store_into_a_bucket_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = regstore::drivers::Filesystem::new(dir.path().join("reg")).unwrap();
+    let src = Registry::open(fs);
+    let blob = pattern(9 << 20, 8);
+    let d = src.put_blob("lib/app", &blob).unwrap().digest;
+    let s3 = fresh_driver("migrated");
+    let report = regstore::migrate::migrate(src.driver(), &s3).unwrap();
+    assert_eq!(report.blobs, 1);
+    assert_eq!(
+        s3.stat(&layout::blob_data(&d)).unwrap().size,
+        blob.len() as u64
+    );
+    let back = regstore::drivers::Memory::new();
+    regstore::migrate::migrate(&s3, &back).unwrap();
+    let reg = Registry::open(back);
+    assert_eq!(Digest::sha256(&reg.read_blob("lib/app", &d).unwrap()), d);
+}
