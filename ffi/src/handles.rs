@@ -63,9 +63,18 @@ pub(crate) fn release<T: 'static>(ptr: *mut T, what: &str) -> Result<()> {
     if ptr.is_null() {
         return Ok(());
     }
-    let removed = live()
-        .as_mut()
-        .is_some_and(|s| s.remove(&(ptr as usize, TypeId::of::<T>())));
+    let removed = {
+        let mut table = live();
+        let removed = table
+            .as_mut()
+            .is_some_and(|s| s.remove(&(ptr as usize, TypeId::of::<T>())));
+        if table.as_ref().is_some_and(HashSet::is_empty) {
+            // No handle is live: free the table, so a program that freed every handle
+            // leaves nothing allocated by cargohold at exit (valgrind checks this).
+            *table = None;
+        }
+        removed
+    };
     if !removed {
         return Err(Error::new(
             ErrorKind::InvalidArgument,

@@ -1,17 +1,17 @@
 //! Without this, a Go embedder could not use the library (a symbol cgo cannot link, a
 //! type cgo cannot express, a callback that cannot come back into Go): a cgo program
 //! is built against the committed header and the static library and run through the
-//! whole lifecycle.
+//! whole lifecycle under valgrind (no memory error, no leak from cargohold).
 
 mod fixture;
 
 use std::path::Path;
 use std::process::Command;
 
-use fixture::{check_stores, layer_tars, lib_dir, require_root, run};
+use fixture::{check_stores, layer_tars, lib_dir, require_root, run, under_valgrind};
 
 #[test]
-fn go_program_runs_the_lifecycle_through_cgo() {
+fn go_program_runs_the_lifecycle_through_cgo_under_valgrind() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
@@ -36,6 +36,6 @@ fn go_program_runs_the_lifecycle_through_cgo() {
         .env("GOCACHE", tmp.path().join("gocache"))
         .env("GOPATH", tmp.path().join("gopath"))
         .env("HOME", tmp.path()));
-    let stdout = run(Command::new(&exe).arg(&work).arg("overlay"));
+    let stdout = under_valgrind(&exe, &[work.as_os_str(), "overlay".as_ref()]);
     check_stores(&work, "overlay", &stdout);
 }

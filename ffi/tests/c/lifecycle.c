@@ -99,6 +99,19 @@ static ssize_t read_cb(void *ctx, uint8_t *buf, size_t len) {
     return n < 0 ? -errno : n;
 }
 
+struct memory_source {
+    const uint8_t *data;
+    size_t len, at;
+};
+
+static ssize_t memory_read(void *ctx, uint8_t *buf, size_t len) {
+    struct memory_source *m = ctx;
+    size_t n = m->len - m->at < len ? m->len - m->at : len;
+    memcpy(buf, m->data + m->at, n);
+    m->at += n;
+    return (ssize_t)n;
+}
+
 struct progress {
     uint64_t calls, last;
 };
@@ -412,9 +425,37 @@ static void registry(void) {
     require(strcmp(refs, "[]") == 0, "no referrers yet");
     cargohold_string_free(refs);
 
+    /* An artifact about the image (OCI 1.1 subject): its empty config goes up through a
+     * read callback over memory, then the image lists it as a referrer. */
+    struct memory_source empty = {(const uint8_t *)"{}", 2, 0};
+    char *empty_digest = NULL;
+    CHECK(cargohold_blob_put_read(reg, "lab/app", memory_read, &empty, NULL, &empty_digest,
+                                  NULL, ERR));
+    char artifact[2048];
+    snprintf(artifact, sizeof artifact,
+             "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+             "\"artifactType\":\"application/vnd.example.sbom\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.empty.v1+json\",\"digest\":\"%s\",\"size\":2},"
+             "\"layers\":[],\"subject\":{\"mediaType\":"
+             "\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":%zu}}",
+             empty_digest, mdigest, strlen(manifest));
+    char *adigest = NULL;
+    CHECK(cargohold_manifest_put(reg, "lab/app", "sbom", (const uint8_t *)artifact,
+                                 strlen(artifact), NULL, &adigest, ERR));
+    CHECK(cargohold_registry_referrers(reg, "lab/app", mdigest, "application/vnd.example.sbom",
+                                       &refs, ERR));
+    require(strstr(refs, adigest) != NULL, "the artifact is a referrer of the image");
+    cargohold_string_free(refs);
+    CHECK(cargohold_registry_referrers(reg, "lab/app", mdigest, "application/other", &refs,
+                                       ERR));
+    require(strcmp(refs, "[]") == 0, "the artifact type filters");
+    cargohold_string_free(refs);
+    cargohold_string_free(adigest);
+    cargohold_string_free(empty_digest);
+
     char *tags = NULL;
     CHECK(cargohold_registry_tags(reg, "lab/app", &tags, ERR));
-    require(strcmp(tags, "[\"v1\"]") == 0, "tags lists v1");
+    require(strcmp(tags, "[\"sbom\",\"v1\"]") == 0, "tags lists sbom and v1");
     cargohold_string_free(tags);
 
     char *oci = path("oci");
