@@ -87,15 +87,20 @@ typedef struct cargohold_registry cargohold_registry;
 typedef struct cargohold_volume_store cargohold_volume_store;
 
 // A write callback: take up to `len` bytes from `buf` and return how many were taken
-// (at least 1 when `len` is not 0), or a negative value for an error (e.g. `-errno`).
-// Like `write(2)`: a short count is retried with the rest.
+// (at least 1 when `len` is not 0), or a negative `-errno` for an error, which
+// becomes the call's status as the system error would (`-ENOSPC` is
+// `LIMIT_EXCEEDED`, `-EACCES` `PERMISSION_DENIED`, most others `IO`). Like `write(2)`:
+// a short count is retried with the rest; 0 is `IO`, more than `len`
+// `INVALID_ARGUMENT`.
 typedef ptrdiff_t (*cargohold_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 
 // A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
 typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 // A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
-// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
+// the stream) or a negative `-errno` for an error, which becomes the call's status as
+// the system error would (`-EIO` is `IO`). Like `read(2)`; more than `len` is
+// `INVALID_ARGUMENT`.
 typedef ptrdiff_t (*cargohold_read_fn)(void *ctx, uint8_t *buf, size_t len);
 
 #ifdef __cplusplus

@@ -8,14 +8,19 @@ use std::os::fd::BorrowedFd;
 use cargohold_core::{Error, ErrorKind, Result};
 
 /// A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
-/// the stream) or a negative value for an error (e.g. `-errno`). Like `read(2)`.
+/// the stream) or a negative `-errno` for an error, which becomes the call's status as
+/// the system error would (`-EIO` is `IO`). Like `read(2)`; more than `len` is
+/// `INVALID_ARGUMENT`.
 #[allow(non_camel_case_types)]
 pub type cargohold_read_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> isize>;
 
 /// A write callback: take up to `len` bytes from `buf` and return how many were taken
-/// (at least 1 when `len` is not 0), or a negative value for an error (e.g. `-errno`).
-/// Like `write(2)`: a short count is retried with the rest.
+/// (at least 1 when `len` is not 0), or a negative `-errno` for an error, which
+/// becomes the call's status as the system error would (`-ENOSPC` is
+/// `LIMIT_EXCEEDED`, `-EACCES` `PERMISSION_DENIED`, most others `IO`). Like `write(2)`:
+/// a short count is retried with the rest; 0 is `IO`, more than `len`
+/// `INVALID_ARGUMENT`.
 #[allow(non_camel_case_types)]
 pub type cargohold_write_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *const u8, len: usize) -> isize>;

@@ -7,6 +7,7 @@ use std::ptr;
 
 use cargohold::layers::*;
 use cargohold::registry::*;
+use cargohold::uploads::*;
 use cargohold::volumes::*;
 use cargohold::{
     cargohold_error, cargohold_error_free, cargohold_error_kind_name, cargohold_error_status,
@@ -340,5 +341,121 @@ fn bad_descriptors_and_callbacks_fail_and_keep_nothing() {
         );
         cargohold::cargohold_string_free(list);
         assert_eq!(cargohold_layer_store_free(store), cargohold_status::Ok);
+    }
+}
+
+unsafe extern "C" fn failing_write(_: *mut c_void, _: *const u8, _: usize) -> isize {
+    -(libc::ENOSPC as isize)
+}
+
+unsafe extern "C" fn stuck_write(_: *mut c_void, _: *const u8, _: usize) -> isize {
+    0
+}
+
+unsafe extern "C" fn boasting_write(_: *mut c_void, _: *const u8, len: usize) -> isize {
+    (len + 1) as isize
+}
+
+#[test]
+fn bad_write_callbacks_and_unknown_uploads_are_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = open_registry(tmp.path());
+    let repo = c("lab/app");
+    let data = b"some blob bytes";
+    let mut digest: *mut c_char = ptr::null_mut();
+    let mut size = 0u64;
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, data).unwrap();
+    let f = std::fs::File::open(&blob).unwrap();
+    // SAFETY: live handle, valid strings and descriptors, callbacks with the right
+    // signature; every returned string is freed once.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let st = status_of(|e| {
+            cargohold_blob_put_fd(
+                reg,
+                repo.as_ptr(),
+                f.as_raw_fd(),
+                ptr::null(),
+                None,
+                ptr::null_mut(),
+                &mut digest,
+                &mut size,
+                e,
+            )
+        });
+        assert_eq!(st, cargohold_status::Ok);
+        assert_eq!(size, data.len() as u64);
+        for (cb, want) in [
+            (
+                failing_write as unsafe extern "C" fn(_, _, _) -> _,
+                cargohold_status::LimitExceeded,
+            ),
+            (stuck_write, cargohold_status::Io),
+            (boasting_write, INVALID),
+        ] {
+            let mut written = 77u64;
+            let st = status_of(|e| {
+                cargohold_blob_read_write(
+                    reg,
+                    repo.as_ptr(),
+                    digest,
+                    Some(cb),
+                    ptr::null_mut(),
+                    &mut written,
+                    e,
+                )
+            });
+            assert_eq!(st, want);
+            assert_eq!(written, 77, "out-param untouched on failure");
+        }
+        let st = status_of(|e| {
+            cargohold_blob_read_write(
+                reg,
+                repo.as_ptr(),
+                digest,
+                None,
+                ptr::null_mut(),
+                &mut size,
+                e,
+            )
+        });
+        assert_eq!(st, INVALID, "NULL write callback");
+        cargohold::cargohold_string_free(digest);
+
+        // Uploads: an unknown id is NOT_FOUND, and so is a malformed one (the registry
+        // API's BLOB_UPLOAD_UNKNOWN), which reaches no path.
+        let mut offset = 5u64;
+        let unknown = c("00000000-0000-4000-8000-000000000000");
+        let st = status_of(|e| {
+            cargohold_upload_offset(reg, repo.as_ptr(), unknown.as_ptr(), &mut offset, e)
+        });
+        assert_eq!(st, cargohold_status::NotFound);
+        let bad = c("../../etc");
+        let st = status_of(|e| cargohold_upload_cancel(reg, repo.as_ptr(), bad.as_ptr(), e));
+        assert_eq!(st, cargohold_status::NotFound);
+        assert_eq!(offset, 5);
+
+        // A commit under the wrong digest keeps nothing, and the upload is gone.
+        let mut id: *mut c_char = ptr::null_mut();
+        assert_eq!(
+            status_of(|e| cargohold::uploads::cargohold_upload_start(
+                reg,
+                repo.as_ptr(),
+                &mut id,
+                e
+            )),
+            cargohold_status::Ok
+        );
+        let wrong = c(&format!("sha256:{}", "0".repeat(64)));
+        let st = status_of(|e| {
+            cargohold_upload_commit(reg, repo.as_ptr(), id, wrong.as_ptr(), &mut offset, e)
+        });
+        assert_eq!(st, cargohold_status::DigestMismatch);
+        let st = status_of(|e| cargohold_upload_offset(reg, repo.as_ptr(), id, &mut offset, e));
+        assert_eq!(st, cargohold_status::NotFound);
+        assert_eq!(offset, 5);
+        cargohold::cargohold_string_free(id);
+        assert_eq!(cargohold_registry_free(reg), cargohold_status::Ok);
     }
 }
