@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use cargohold_core::{Digest, Error, ErrorKind, Result};
 use layerstore::{ApplyOptions, Layer, LayerStore};
 use regstore::Registry;
-use regstore::drivers::filesystem::Filesystem;
 use regstore::{docker_archive, oci_layout};
 use serde_json::{Value, json};
 
@@ -69,9 +68,9 @@ pub enum RegistryCmd {
     Catalog,
 }
 
-/// Open the registry store (registry:2's layout under ROOT/registry).
+/// Open the registry store (registry:2's layout under ROOT/registry, or `--registry`).
 pub fn open(ctx: &Ctx) -> Result<Registry> {
-    Ok(Registry::open(Filesystem::new(stores::registry_dir(ctx))?))
+    stores::open_registry(ctx)
 }
 
 /// Split `NAME:TAG` (the tag defaults to `latest`; a `:` inside a host:port is kept).

@@ -28,6 +28,12 @@ struct Cli {
     #[arg(long, global = true, env = "CARGOHOLD_ROOT")]
     root: Option<PathBuf>,
 
+    /// Where the registry store lives: a directory, or `s3://BUCKET/PREFIX` for an
+    /// S3-compatible bucket configured from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: ROOT/registry).
+    #[arg(long, global = true, env = "CARGOHOLD_REGISTRY")]
+    registry: Option<String>,
+
     /// Print listings and inspections as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -64,6 +70,8 @@ enum Command {
 pub struct Ctx {
     /// The store root.
     pub root: PathBuf,
+    /// The registry store's location (`--registry`), when not under the root.
+    pub registry: Option<String>,
     /// JSON output requested.
     pub json: bool,
 }
@@ -72,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Ctx {
         root: cli.root.unwrap_or_else(stores::default_root),
+        registry: cli.registry.filter(|r| !r.is_empty()),
         json: cli.json,
     };
     let result = match cli.command {

@@ -37,13 +37,28 @@ pub fn registry_dir(ctx: &Ctx) -> PathBuf {
     ctx.root.join("registry")
 }
 
+/// Where the registry store is: `--registry` (a directory or `s3://BUCKET/PREFIX`),
+/// else [`registry_dir`].
+pub fn registry_location(ctx: &Ctx) -> String {
+    match &ctx.registry {
+        Some(r) => r.clone(),
+        None => registry_dir(ctx).display().to_string(),
+    }
+}
+
+/// Open the registry store at [`registry_location`].
+pub fn open_registry(ctx: &Ctx) -> Result<regstore::Registry> {
+    let driver = regstore::drivers::open_location(&registry_location(ctx))?;
+    Ok(regstore::Registry::on(driver))
+}
+
 /// `cargohold info`.
 pub fn info(ctx: &Ctx) -> Result<()> {
     let rows = vec![
         ("root", ctx.root.display().to_string()),
         ("layers", layers_dir(ctx).display().to_string()),
         ("volumes", volumes_dir(ctx).display().to_string()),
-        ("registry", registry_dir(ctx).display().to_string()),
+        ("registry", registry_location(ctx)),
     ];
     output::pairs(ctx, &rows);
     Ok(())
