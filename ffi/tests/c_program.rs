@@ -1,8 +1,8 @@
 //! Without these, the header or the libraries could stop working for a real C
 //! program (a missing symbol, a wrong signature, a leak, a crash in the static link),
 //! and nothing in Rust would notice: a C program is compiled against the committed
-//! header, linked to the shared and to the static library, and run under valgrind
-//! (no memory error, no leak).
+//! header, linked to the shared and to the static library with the flags `pkg-config`
+//! reads from `cargohold.pc`, and run under valgrind (no memory error, no leak).
 
 mod fixture;
 
@@ -17,10 +17,43 @@ enum Link {
     Static,
 }
 
+/// Install the header, the libraries and `cargohold.pc` (from `cargohold.pc.in`) under
+/// `prefix` as a package would, and return what `pkg-config` says to compile with.
+fn pkg_config(prefix: &Path, link: Link) -> Vec<String> {
+    let (inc, libdir, pc) = (
+        prefix.join("include"),
+        prefix.join("lib"),
+        prefix.join("lib/pkgconfig"),
+    );
+    for d in [&inc, &pc] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(include_dir().join("cargohold.h"), inc.join("cargohold.h")).unwrap();
+    for lib in ["libcargohold.so", "libcargohold.a"] {
+        std::fs::copy(lib_dir().join(lib), libdir.join(lib)).unwrap();
+    }
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("cargohold.pc.in");
+    let text = std::fs::read_to_string(template)
+        .unwrap()
+        .replace("@PREFIX@", prefix.to_str().unwrap())
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    std::fs::write(pc.join("cargohold.pc"), text).unwrap();
+    let mut cmd = Command::new("pkg-config");
+    cmd.env("PKG_CONFIG_PATH", &pc)
+        .args(["--cflags", "--libs"])
+        .args(matches!(link, Link::Static).then_some("--static"))
+        .arg("cargohold");
+    run(&mut cmd)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn compile(work: &Path, link: Link) -> std::path::PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/lifecycle.c");
     let exe = work.join("lifecycle");
-    let lib = lib_dir();
+    let prefix = work.join("prefix");
+    let flags = pkg_config(&prefix, link);
     let mut cc = Command::new("cc");
     cc.args([
         "-std=c11",
@@ -29,22 +62,21 @@ fn compile(work: &Path, link: Link) -> std::path::PathBuf {
         "-Wextra",
         "-Werror",
         "-g",
-        "-I",
     ])
-    .arg(include_dir())
     .arg(&src)
     .arg("-o")
     .arg(&exe);
     match link {
         Link::Shared => {
-            cc.arg("-L")
-                .arg(&lib)
-                .arg("-lcargohold")
-                .arg(format!("-Wl,-rpath,{}", lib.display()));
+            cc.args(&flags)
+                .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()));
         }
+        // The same flags, with the archive named instead of the shared library.
         Link::Static => {
-            cc.arg(lib.join("libcargohold.a"))
-                .args(["-lpthread", "-ldl", "-lm"]);
+            cc.args(flags.iter().map(|f| match f.as_str() {
+                "-lcargohold" => "-l:libcargohold.a",
+                f => f,
+            }));
         }
     }
     run(&mut cc);
