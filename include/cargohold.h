@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// `cargohold_registry_gc` flag: delete nothing, report what would go.
+#define CARGOHOLD_GC_DRY_RUN 1
+
+// `cargohold_registry_gc` flag: also delete the manifests no tag needs.
+#define CARGOHOLD_GC_DELETE_UNTAGGED 2
+
 // The vfs driver (full copies, reflinked where possible): works on any filesystem.
 #define CARGOHOLD_LAYER_DRIVER_VFS 0
 
@@ -93,6 +99,11 @@ typedef struct cargohold_volume_store cargohold_volume_store;
 // a short count is retried with the rest; 0 is `IO`, more than `len`
 // `INVALID_ARGUMENT`.
 typedef ptrdiff_t (*cargohold_write_fn)(void *ctx, const uint8_t *buf, size_t len);
+
+// A progress callback for calls made of stages: `stage` is a static lower-case name
+// (valid for the whole program, never freed), `done` of `total` counts that stage's
+// units (documented per call).
+typedef void (*cargohold_stage_fn)(void *ctx, const char *stage, uint64_t done, uint64_t total);
 
 // A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
 typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
@@ -236,6 +247,51 @@ const char *cargohold_error_kind_name(const struct cargohold_error *err);
 
 // The stable lower-case name of a status (`"ok"`, `"not_found"`, ...), static.
 const char *cargohold_status_name(enum cargohold_status status);
+
+// Collect the garbage of the registry: blobs and (with
+// `CARGOHOLD_GC_DELETE_UNTAGGED`) manifests that no tag reaches. Unreferenced blobs
+// younger than `grace_seconds` (negative: the default, one hour; 0: none) are spared,
+// so pushes under way keep their blobs. `flags` is a sum of `CARGOHOLD_GC_*`; other
+// bits are `INVALID_ARGUMENT`. `progress(ctx, stage, done, total)` (when not NULL) is
+// called on this thread with the stage `"mark"` (repositories read) and `"sweep"`
+// (blobs considered). `*out_json` (when not NULL) receives the report: `{"dry_run",
+// "repositories", "manifests_kept", "marked", "manifests_deleted": [{"repository",
+// "digest"}], "blobs_deleted": [digests], "bytes_deleted", "links_deleted",
+// "blobs_spared", "manifests_missing"}`.
+//
+// # Safety
+// `progress` is callable with `ctx` or NULL; `out_json` is writable or NULL.
+enum cargohold_status cargohold_registry_gc(const struct cargohold_registry *reg,
+                                            uint32_t flags,
+                                            int64_t grace_seconds,
+                                            cargohold_stage_fn progress,
+                                            void *ctx,
+                                            char **out_json,
+                                            struct cargohold_error **err);
+
+// Check the registry's integrity: every blob hashed against its name (on `threads`
+// threads, 0: two), every link, tag and manifest read, uploads older than
+// `upload_age_seconds` (negative: the default, seven days) reported as stale. With
+// `repair`, corrupt blobs are moved to a quarantine and dangling links, tags and stale
+// uploads removed. Damage is not an error: the call is `OK` and the report lists it.
+// `progress(ctx, stage, done, total)` (when not NULL) is called on this thread with
+// the stage `"blobs"` (blobs hashed) and `"repositories"` (repositories checked).
+// `*out_json` (when not NULL) receives `{"clean", "unrepaired", "blobs_checked",
+// "bytes_checked", "repositories", "links_checked", "manifests_checked", "findings":
+// [{"kind" (`corrupt_blob`, `empty_blob_dir`, `bad_link`, `dangling_link`,
+// `dangling_tag`, `unreadable_manifest`, `missing_reference`, `stale_upload`), the
+// kind's fields, "repaired", "quarantined"}]}`.
+//
+// # Safety
+// `progress` is callable with `ctx` or NULL; `out_json` is writable or NULL.
+enum cargohold_status cargohold_registry_fsck(const struct cargohold_registry *reg,
+                                              bool repair,
+                                              int64_t upload_age_seconds,
+                                              uint32_t threads,
+                                              cargohold_stage_fn progress,
+                                              void *ctx,
+                                              char **out_json,
+                                              struct cargohold_error **err);
 
 // Open (creating it when missing) the layer store at `root` with the driver
 // `CARGOHOLD_LAYER_DRIVER_VFS`, `_OVERLAY`, `_BTRFS` or `_AUTO`; `*out` receives the

@@ -11,6 +11,7 @@
 mod boundary;
 pub mod containers;
 mod error;
+pub mod gc;
 mod handles;
 pub mod layers;
 pub mod registry;

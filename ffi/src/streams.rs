@@ -1,7 +1,7 @@
 //! Byte streams from C: a file descriptor the caller keeps (never closed here), a read
 //! callback, and a progress callback.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
 
@@ -240,3 +240,32 @@ impl Progress {
 // given to, never concurrently with itself and never after that call returns (the
 // documented C contract), so moving it to another thread is allowed.
 unsafe impl Send for Progress {}
+
+/// A progress callback for calls made of stages: `stage` is a static lower-case name
+/// (valid for the whole program, never freed), `done` of `total` counts that stage's
+/// units (documented per call).
+#[allow(non_camel_case_types)]
+pub type cargohold_stage_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, stage: *const c_char, done: u64, total: u64)>;
+
+/// A stage callback with its context; calls nothing when NULL.
+#[derive(Debug)]
+pub(crate) struct Stages {
+    f: cargohold_stage_fn,
+    ctx: *mut c_void,
+}
+
+impl Stages {
+    pub(crate) fn new(f: cargohold_stage_fn, ctx: *mut c_void) -> Stages {
+        Stages { f, ctx }
+    }
+
+    /// Tell the callback about `stage` (a static C string).
+    pub(crate) fn report(&mut self, stage: &'static CStr, done: usize, total: usize) {
+        if let Some(f) = self.f {
+            // SAFETY: a non-NULL callback is callable with its own context (the
+            // contract); `stage` is a static NUL-terminated string.
+            unsafe { f(self.ctx, stage.as_ptr(), done as u64, total as u64) };
+        }
+    }
+}
