@@ -4,15 +4,23 @@
 
 use std::any::TypeId;
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cargohold_core::{Error, ErrorKind, Result};
 
-static LIVE: Mutex<Option<HashSet<(usize, TypeId)>>> = Mutex::new(None);
+type Table = Option<HashSet<(usize, TypeId)>>;
 
-fn live() -> MutexGuard<'static, Option<HashSet<(usize, TypeId)>>> {
+/// Read-locked by every call (calls on many threads check handles at once),
+/// write-locked only by `_open` and `_free`.
+static LIVE: RwLock<Table> = RwLock::new(None);
+
+fn live() -> RwLockWriteGuard<'static, Table> {
     // A poisoned table is still a valid set: nothing panics while holding it.
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+    LIVE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn live_read() -> RwLockReadGuard<'static, Table> {
+    LIVE.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Box `value`, record it as live and return the pointer handed to C.
@@ -25,7 +33,7 @@ pub(crate) fn register<T: 'static>(value: T) -> *mut T {
 }
 
 fn is_live<T: 'static>(ptr: *const T) -> bool {
-    live()
+    live_read()
         .as_ref()
         .is_some_and(|s| s.contains(&(ptr as usize, TypeId::of::<T>())))
 }
