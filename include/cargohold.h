@@ -123,7 +123,8 @@ const char *cargohold_version(void);
 
 // Prepare the writable container `key` on the layer `parent` (NULL: empty).
 // `*out_mounts_json` (when `out_mounts_json` is not NULL) receives how to mount it: a
-// JSON array of `{"type", "source", "target", "options"}`. `ALREADY_EXISTS` when
+// JSON array of `{"type", "source", "target" (null: the root), "options",
+// "lowerdirs" (overlay: the lower directories, topmost first)}`. `ALREADY_EXISTS` when
 // `key` is taken, `NOT_FOUND` for a missing parent.
 //
 // # Safety
@@ -551,6 +552,76 @@ enum cargohold_status cargohold_oci_export(const struct cargohold_registry *reg,
                                            cargohold_progress_fn progress,
                                            void *ctx,
                                            struct cargohold_error **err);
+
+// Create the writable snapshot `key` on the committed snapshot `parent` (NULL:
+// empty) with `labels_json` (a JSON object of strings, NULL: none). `*out_mounts_json`
+// (when not NULL) receives its mounts (as `cargohold_container_prepare`).
+// `ALREADY_EXISTS` when `key` is taken, `NOT_FOUND` for a missing parent,
+// `INVALID_ARGUMENT` for a parent that is not committed or a bad key.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `out_mounts_json` is writable or NULL.
+enum cargohold_status cargohold_snapshot_prepare(const struct cargohold_layer_store *store,
+                                                 const char *key,
+                                                 const char *parent,
+                                                 const char *labels_json,
+                                                 char **out_mounts_json,
+                                                 struct cargohold_error **err);
+
+// Like `cargohold_snapshot_prepare`, for the read-only view `key` of `parent`; a view
+// can never be committed.
+//
+// # Safety
+// As `cargohold_snapshot_prepare`.
+enum cargohold_status cargohold_snapshot_view(const struct cargohold_layer_store *store,
+                                              const char *key,
+                                              const char *parent,
+                                              const char *labels_json,
+                                              char **out_mounts_json,
+                                              struct cargohold_error **err);
+
+// Commit the writable snapshot `key` as the committed snapshot `name`; `key` is gone
+// afterwards. `labels_json` (NULL or `{}`: keep the labels) replaces its labels.
+// `INVALID_ARGUMENT` for a view, `ALREADY_EXISTS` when `name` is taken, `NOT_FOUND`
+// when `key` is missing or committed.
+//
+// # Safety
+// Strings are NUL-terminated or NULL.
+enum cargohold_status cargohold_snapshot_commit(const struct cargohold_layer_store *store,
+                                                const char *name,
+                                                const char *key,
+                                                const char *labels_json,
+                                                struct cargohold_error **err);
+
+// `*out_json` receives the snapshot `key` as `{"name", "parent" (or null), "kind"
+// ("active", "view" or "committed"), "created" (seconds since the epoch), "labels"}`.
+//
+// # Safety
+// `key` is NUL-terminated; `out_json` is writable.
+enum cargohold_status cargohold_snapshot_stat(const struct cargohold_layer_store *store,
+                                              const char *key,
+                                              char **out_json,
+                                              struct cargohold_error **err);
+
+// `*out_json` receives every snapshot as a JSON array of the objects
+// `cargohold_snapshot_stat` gives, sorted by name.
+//
+// # Safety
+// `out_json` is writable.
+enum cargohold_status cargohold_snapshot_walk(const struct cargohold_layer_store *store,
+                                              char **out_json,
+                                              struct cargohold_error **err);
+
+// `*out_size` receives the bytes and `*out_inodes` (when not NULL) the inodes of the
+// snapshot's own data, not counting its parents.
+//
+// # Safety
+// `key` is NUL-terminated; `out_size` is writable, `out_inodes` writable or NULL.
+enum cargohold_status cargohold_snapshot_usage(const struct cargohold_layer_store *store,
+                                               const char *key,
+                                               uint64_t *out_size,
+                                               uint64_t *out_inodes,
+                                               struct cargohold_error **err);
 
 // Free a string returned by cargohold. NULL is ignored.
 //

@@ -13,7 +13,7 @@ use crate::layers::{cargohold_layer_store, layer_store};
 use crate::streams::{CallbackSink, FdStream, cargohold_write_fn};
 use crate::strings;
 
-fn mounts_json(ms: &[Mount]) -> Value {
+pub(crate) fn mounts_json(ms: &[Mount]) -> Value {
     Value::Array(
         ms.iter()
             .map(|m| {
@@ -22,6 +22,7 @@ fn mounts_json(ms: &[Mount]) -> Value {
                     "source": m.source.to_string_lossy(),
                     "target": m.target.as_ref().map(|t| t.to_string_lossy()),
                     "options": m.options,
+                    "lowerdirs": m.lowerdirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>(),
                 })
             })
             .collect(),
@@ -30,7 +31,8 @@ fn mounts_json(ms: &[Mount]) -> Value {
 
 /// Prepare the writable container `key` on the layer `parent` (NULL: empty).
 /// `*out_mounts_json` (when `out_mounts_json` is not NULL) receives how to mount it: a
-/// JSON array of `{"type", "source", "target", "options"}`. `ALREADY_EXISTS` when
+/// JSON array of `{"type", "source", "target" (null: the root), "options",
+/// "lowerdirs" (overlay: the lower directories, topmost first)}`. `ALREADY_EXISTS` when
 /// `key` is taken, `NOT_FOUND` for a missing parent.
 ///
 /// # Safety

@@ -15,6 +15,7 @@ pub mod gc;
 mod handles;
 pub mod layers;
 pub mod registry;
+pub mod snapshots;
 pub mod streams;
 mod strings;
 pub mod uploads;
