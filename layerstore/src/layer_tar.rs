@@ -44,12 +44,12 @@ pub fn apply(
     expect: Expect<'_>,
 ) -> Result<AppliedTar> {
     let whiteouts = match layout {
-        Layout::Full => archive::WhiteoutFormat::Remove,
+        Layout::Full | Layout::Snapshot => archive::WhiteoutFormat::Remove,
         Layout::Overlay { userxattr } => archive::WhiteoutFormat::Overlay { userxattr },
     };
     let lowers: Vec<&Root> = match layout {
         // A full copy already holds its parents' tree.
-        Layout::Full => Vec::new(),
+        Layout::Full | Layout::Snapshot => Vec::new(),
         Layout::Overlay { .. } => lowers.iter().collect(),
     };
     let opts = archive::ApplyOptions {
@@ -78,6 +78,7 @@ fn exported(
 ) -> Result<archive::Exported> {
     match layout {
         Layout::Full => archive::export_tree_diff(lowers.first(), child, out),
+        Layout::Snapshot => archive::export_snapshot_diff(lowers.first(), child, out),
         Layout::Overlay { userxattr } => {
             let lowers: Vec<&Root> = lowers.iter().collect();
             archive::export_overlay_upper(child, &lowers, userxattr, out)

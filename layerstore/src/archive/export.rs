@@ -10,7 +10,9 @@ use cargohold_core::root::{FileType, Stat};
 use cargohold_core::{Algorithm, Digest, DigestWriter, Error, ErrorKind, Result, Root};
 use tar::{EntryType, Header};
 
-use super::inventory::{EntryInfo, EntryKind, InventoryOptions, inventory_with};
+use super::inventory::{
+    EntryInfo, EntryKind, InventoryOptions, hash_file, inventory_unhashed, inventory_with,
+};
 
 const OP: &str = "export layer";
 
@@ -55,18 +57,66 @@ pub struct Exported {
 /// The tar is deterministic: entries sorted by path, ustar headers with PAX records
 /// for long names and xattrs, no user/group names, atimes or ctimes.
 pub fn export_tree_diff(parent: Option<&Root>, child: &Root, out: impl Write) -> Result<Exported> {
-    let opts = InventoryOptions {
-        ignore_overlay_xattrs: true,
-        ignore_symlink_mtimes: false,
-    };
-    let new = inventory_with(child, &opts)?;
+    let new = inventory_with(child, &TREE_OPTS)?;
     let old = match parent {
-        Some(p) => inventory_with(p, &opts)?,
+        Some(p) => inventory_with(p, &TREE_OPTS)?,
         None => BTreeMap::new(),
     };
+    diff_trees(&new, &old, child, out)
+}
+
+const TREE_OPTS: InventoryOptions = InventoryOptions {
+    ignore_overlay_xattrs: true,
+    ignore_symlink_mtimes: false,
+};
+
+/// [`export_tree_diff`] for a `child` made as a copy-on-write snapshot of `parent`
+/// (btrfs): a regular file whose inode number, change time (to the nanosecond) and size
+/// are the same in both trees is the untouched file the snapshot shared, and is not
+/// read; only files whose identity differs are hashed and compared by content. The
+/// change time is the safe part of that rule: every write, truncate, chmod, chown,
+/// xattr or link change moves it, and user space cannot set it back. The tar written
+/// is byte for byte what [`export_tree_diff`] writes for the same two trees.
+pub fn export_snapshot_diff(
+    parent: Option<&Root>,
+    child: &Root,
+    out: impl Write,
+) -> Result<Exported> {
+    let (mut new, new_ids) = inventory_unhashed(child, &TREE_OPTS)?;
+    let (mut old, old_ids) = match parent {
+        Some(p) => inventory_unhashed(p, &TREE_OPTS)?,
+        None => Default::default(),
+    };
+    if let Some(parent) = parent {
+        for (path, info) in new.iter_mut() {
+            let Some(o) = old.get_mut(path) else {
+                continue;
+            };
+            if info.kind != EntryKind::File || o.kind != EntryKind::File {
+                continue;
+            }
+            let untouched = new_ids.contains_key(path)
+                && new_ids.get(path) == old_ids.get(path)
+                && info.size == o.size;
+            if !untouched {
+                info.sha256 = Some(hash_file(child, path)?);
+                o.sha256 = Some(hash_file(parent, path)?);
+            }
+        }
+    }
+    diff_trees(&new, &old, child, out)
+}
+
+/// The diff of two inventories of full trees, written from `child`.
+fn diff_trees(
+    new: &BTreeMap<PathBuf, EntryInfo>,
+    old: &BTreeMap<PathBuf, EntryInfo>,
+    child: &Root,
+    out: impl Write,
+) -> Result<Exported> {
     let mut items: Vec<Item> = Vec::new();
     let mut changes = Vec::new();
-    for (path, info) in &new {
+    for (path, info) in new {
         let kind = match old.get(path) {
             None => ChangeKind::Added,
             Some(o) if !same(o, info) => ChangeKind::Modified,
@@ -78,7 +128,7 @@ pub fn export_tree_diff(parent: Option<&Root>, child: &Root, out: impl Write) ->
         });
         items.push(Item::Entry(path.clone()));
     }
-    for (path, info) in &old {
+    for (path, info) in old {
         if new.contains_key(path) {
             continue;
         }

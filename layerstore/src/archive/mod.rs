@@ -42,6 +42,8 @@
 //! - [`export_tree_diff`] writes the diff of a full-copy child tree against its parent
 //!   as a deterministic tar (entries sorted by path, PAX for long names and xattrs, no
 //!   user/group names, no atime/ctime).
+//!   [`export_snapshot_diff`] writes the same tar for a child that is a copy-on-write
+//!   snapshot of its parent, reading only the files whose inode or change time differ.
 
 mod apply;
 mod compression;
@@ -52,7 +54,9 @@ mod stream;
 
 pub use apply::{Applied, ApplyOptions, WhiteoutFormat, apply};
 pub use compression::{Compression, decompressor};
-pub use export::{Change, ChangeKind, Exported, export_overlay_upper, export_tree_diff};
+pub use export::{
+    Change, ChangeKind, Exported, export_overlay_upper, export_snapshot_diff, export_tree_diff,
+};
 pub use inventory::{EntryInfo, EntryKind, InventoryOptions, inventory, inventory_with};
 
 #[cfg(doc)]

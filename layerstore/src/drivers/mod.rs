@@ -43,6 +43,11 @@ pub enum Layout {
     /// into it with whiteouts carried out (`WhiteoutFormat::Remove`); a diff is the tree
     /// difference between the parent's and the child's content dirs.
     Full,
+    /// Like [`Layout::Full`], and every snapshot is a copy-on-write snapshot of its
+    /// parent (btrfs): files the child never touched keep their inode number and change
+    /// time, so a diff reads only the files whose identity changed
+    /// (`archive::export_snapshot_diff`).
+    Snapshot,
     /// A snapshot's [`CONTENT_DIR`] holds only its own changes, over its parents' content
     /// dirs (overlay). A layer is applied with overlay whiteouts and the parents passed as
     /// lowers; a diff is exported from the content dir alone.

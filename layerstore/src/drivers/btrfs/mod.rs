@@ -1,7 +1,8 @@
 //! The btrfs driver: every snapshot's content is a btrfs subvolume, a child a
 //! copy-on-write snapshot of its parent's, so a container costs one snapshot ioctl, not
-//! a copy. The tree is complete in every snapshot ([`Layout::Full`]), so layers are
-//! applied and diffs exported exactly as with vfs; mounts are bind mounts.
+//! a copy. The tree is complete in every snapshot ([`Layout::Snapshot`]), so layers are
+//! applied as with vfs, and a diff reads only the files whose inode or change time the
+//! snapshot changed (the tar is the one vfs exports); mounts are bind mounts.
 //!
 //! Removal deletes the content subvolume with one ioctl ([`Backend::discard`]), so it
 //! costs the same whatever the snapshot holds. Where the bookkeeping removes a snapshot
@@ -46,7 +47,7 @@ impl Backend for Btrfs {
     }
 
     fn layout(&self) -> Layout {
-        Layout::Full
+        Layout::Snapshot
     }
 
     fn create(&self, new: &SnapshotDir<'_>, parents: &[SnapshotDir<'_>]) -> Result<()> {

@@ -1,0 +1,169 @@
+//! A btrfs container's diff, which skips files the snapshot shares with its parent,
+//! finds every change and writes the tar a full comparison writes. Without this, the
+//! inode-and-change-time shortcut could miss a change that keeps size and mtime (a
+//! rewrite in place with the mtime set back, a chmod, an xattr, a new hardlink), or
+//! write a tar that differs from what vfs and overlay export for the same change.
+
+use std::io::Cursor;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use layerstore::archive::{self, ChangeKind};
+use layerstore::{ApplyOptions, Driver as _, DriverChoice, LayerStore};
+
+/// A btrfs filesystem on a sparse image, mounted; lazily unmounted on drop.
+struct BtrfsMount(std::path::PathBuf);
+
+impl Drop for BtrfsMount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+fn mount_btrfs(dir: &Path) -> BtrfsMount {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the btrfs tests mount a loop device: run them as root"
+    );
+    let image = dir.join("btrfs.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let out = Command::new("mkfs.btrfs")
+        .arg("-q")
+        .arg(&image)
+        .output()
+        .expect("mkfs.btrfs (btrfs-progs) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -o loop of a btrfs image");
+    BtrfsMount(mnt)
+}
+
+fn base_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    for i in 0..200 {
+        add(
+            &format!("usr/share/f{i}"),
+            format!("file {i}\n").repeat(40).as_bytes(),
+        );
+    }
+    add("etc/rewritten", b"aaaaaaaa");
+    add("etc/chmodded", b"mode");
+    add("etc/xattred", b"xattr");
+    add("etc/linked", b"link me");
+    add("etc/deleted", b"gone");
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn snapshot_diff_finds_every_change_and_writes_the_full_comparisons_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mount_btrfs(tmp.path());
+    let store = LayerStore::open(m.0.join("store"), DriverChoice::Btrfs).unwrap();
+    let base = store
+        .apply_layer(
+            &mut Cursor::new(base_layer()),
+            None,
+            &ApplyOptions::default(),
+        )
+        .unwrap();
+    let mounts = store
+        .prepare_container("c", Some(&base.chain_id), Default::default())
+        .unwrap();
+    let c = &mounts[0].source;
+
+    // Same size, mtime set back to the parent's: only the change time tells.
+    let rewritten = c.join("etc/rewritten");
+    let mtime = std::fs::metadata(&rewritten).unwrap().modified().unwrap();
+    std::fs::write(&rewritten, b"bbbbbbbb").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&rewritten)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::set_permissions(
+        c.join("etc/chmodded"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        c.join("etc/xattred"),
+        "user.note",
+        b"x",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    std::fs::hard_link(c.join("etc/linked"), c.join("etc/linked-too")).unwrap();
+    std::fs::remove_file(c.join("etc/deleted")).unwrap();
+    std::fs::write(c.join("etc/added"), b"new").unwrap();
+
+    let changes = store.changes("c").unwrap();
+    let got: Vec<(ChangeKind, String)> = changes
+        .iter()
+        .map(|ch| (ch.kind, ch.path.display().to_string()))
+        .collect();
+    for (kind, path) in [
+        (ChangeKind::Modified, "etc/rewritten"),
+        (ChangeKind::Modified, "etc/chmodded"),
+        (ChangeKind::Modified, "etc/xattred"),
+        (ChangeKind::Added, "etc/linked-too"),
+        (ChangeKind::Deleted, "etc/deleted"),
+        (ChangeKind::Added, "etc/added"),
+    ] {
+        assert!(
+            got.contains(&(kind, path.to_string())),
+            "{kind:?} {path} missing from {got:?}"
+        );
+    }
+    assert!(
+        !got.iter().any(|(_, p)| p.starts_with("usr/")),
+        "untouched files reported: {got:?}"
+    );
+
+    // The store's export (the shortcut) against a full comparison of the same trees.
+    let mut ours = Vec::new();
+    let (diff_id, _) = store.diff("c", &mut ours).unwrap();
+    let parent = cargohold_core::Root::open(
+        store.layer_dir(&base.chain_id).unwrap(),
+        cargohold_core::Confine::InRoot,
+    )
+    .unwrap();
+    let child = cargohold_core::Root::open(c, cargohold_core::Confine::InRoot).unwrap();
+    let mut full = Vec::new();
+    let e = archive::export_tree_diff(Some(&parent), &child, &mut full).unwrap();
+    assert_eq!(e.diff_id, diff_id);
+    assert!(
+        ours == full,
+        "the snapshot diff's tar differs from the full comparison's"
+    );
+    assert_eq!(e.changes, changes);
+
+    drop(parent);
+    drop(child);
+    store.remove("c").unwrap();
+}
