@@ -20,22 +20,31 @@ fn go_program_runs_the_lifecycle_through_cgo_under_valgrind() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go");
     let exe = tmp.path().join("lifecycle-go");
     let lib = lib_dir().join("libcargohold.a");
-    run(Command::new("go")
-        .current_dir(&src)
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(".")
-        .env("CGO_ENABLED", "1")
-        .env(
-            "CGO_LDFLAGS",
-            format!("{} -lpthread -ldl -lm", lib.display()),
-        )
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOCACHE", tmp.path().join("gocache"))
-        .env("GOPATH", tmp.path().join("gopath"))
-        .env("HOME", tmp.path()));
+    let go = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new("go");
+        cmd.current_dir(&src)
+            .args(args)
+            .env("CGO_ENABLED", "1")
+            .env(
+                "CGO_LDFLAGS",
+                format!("{} -lpthread -ldl -lm", lib.display()),
+            )
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOCACHE", tmp.path().join("gocache"))
+            .env("GOPATH", tmp.path().join("gopath"))
+            .env("HOME", tmp.path());
+        run(&mut cmd)
+    };
+    // vet first: it flags pointer misuse across cgo that a run may not show.
+    go(&["vet".as_ref(), ".".as_ref()]);
+    go(&[
+        "build".as_ref(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+        ".".as_ref(),
+    ]);
     let stdout = under_valgrind(&exe, &[work.as_os_str(), "overlay".as_ref()]);
     check_stores(&work, "overlay", &stdout);
 }

@@ -13,6 +13,19 @@ import (
 	"unsafe"
 )
 
+type stages struct {
+	seen map[string]bool
+}
+
+//export goStage
+func goStage(ctx unsafe.Pointer, stage *C.char, done C.uint64_t, total C.uint64_t) {
+	s := (*(*cgo.Handle)(ctx)).Value().(*stages)
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[C.GoString(stage)] = true
+}
+
 type progress struct {
 	calls uint64
 	last  uint64
@@ -20,7 +33,7 @@ type progress struct {
 
 //export goRead
 func goRead(ctx unsafe.Pointer, buf *C.uint8_t, n C.size_t) C.ssize_t {
-	f := cgo.Handle(uintptr(ctx)).Value().(*os.File)
+	f := (*(*cgo.Handle)(ctx)).Value().(*os.File)
 	b := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
 	got, err := f.Read(b)
 	if err == io.EOF {
@@ -34,7 +47,7 @@ func goRead(ctx unsafe.Pointer, buf *C.uint8_t, n C.size_t) C.ssize_t {
 
 //export goProgress
 func goProgress(ctx unsafe.Pointer, done C.uint64_t, total C.uint64_t) {
-	p := cgo.Handle(uintptr(ctx)).Value().(*progress)
+	p := (*(*cgo.Handle)(ctx)).Value().(*progress)
 	p.calls++
 	p.last = uint64(done)
 }

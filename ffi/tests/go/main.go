@@ -13,6 +13,7 @@ package main
 
 extern ssize_t goRead(void *ctx, uint8_t *buf, size_t len);
 extern void goProgress(void *ctx, uint64_t done, uint64_t total);
+extern void goStage(void *ctx, const char *stage, uint64_t done, uint64_t total);
 */
 import "C"
 
@@ -54,6 +55,10 @@ func require(cond bool, what string) {
 		os.Exit(1)
 	}
 }
+
+// Callbacks get their Go value through a cgo.Handle passed as a pointer to the
+// handle: Go memory without Go pointers, which C may use during the call only (the
+// header promises no callback after the call returns).
 
 // take copies a returned string and frees it.
 func take(p *C.char) string {
@@ -100,7 +105,7 @@ func layers(driver string) {
 	h := cgo.NewHandle(f)
 	var changes *C.char
 	must("apply read", C.cargohold_layer_apply_read(store, C.cargohold_read_fn(C.goRead),
-		unsafe.Pointer(uintptr(h)), base, nil, &changes, &err), err)
+		unsafe.Pointer(&h), base, nil, &changes, &err), err)
 	h.Delete()
 	f.Close()
 
@@ -192,6 +197,22 @@ func registry() {
 	require(os.WriteFile(cfgPath, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`), 0o644) == nil, "config")
 	cfg, cfgSize := putFile(reg, repo, cfgPath)
 	layer, layerSize := putFile(reg, repo, in("base.tar"))
+
+	// The same layer again as a resumable upload read through a Go callback: the
+	// registry already has it, and the commit names the same digest.
+	var id *C.char
+	must("upload start", C.cargohold_upload_start(reg, repo, &id, &err), err)
+	f, e := os.Open(in("base.tar"))
+	require(e == nil, "open base.tar")
+	h := cgo.NewHandle(f)
+	var offset C.uint64_t
+	must("upload append", C.cargohold_upload_append_read(reg, repo, id, 0,
+		C.cargohold_read_fn(C.goRead), unsafe.Pointer(&h), &offset, &err), err)
+	h.Delete()
+	f.Close()
+	require(uint64(offset) == layerSize, "the upload has every byte")
+	must("upload commit", C.cargohold_upload_commit(reg, repo, id, cs.s(layer), nil, &err), err)
+	C.cargohold_string_free(id)
 	var size C.uint64_t
 	must("stat", C.cargohold_blob_stat(reg, repo, cs.s(layer), &size, &err), err)
 	require(uint64(size) == layerSize, "stat size")
@@ -214,16 +235,26 @@ func registry() {
 	require(take(tags) == `["v1"]`, "tags")
 
 	p := &progress{}
-	h := cgo.NewHandle(p)
+	h = cgo.NewHandle(p)
 	oci := cs.s(in("oci"))
 	must("export", C.cargohold_oci_export(reg, repo, cs.s("v1"), oci, cs.s("v1"),
-		C.cargohold_progress_fn(C.goProgress), unsafe.Pointer(uintptr(h)), &err), err)
+		C.cargohold_progress_fn(C.goProgress), unsafe.Pointer(&h), &err), err)
 	h.Delete()
 	require(p.calls == 2 && p.last == cfgSize+layerSize, "export progress")
 	var imported *C.char
 	must("import", C.cargohold_oci_import(reg, oci, cs.s("v1"), cs.s("lab/copy"), cs.s("latest"),
 		nil, nil, &imported, &err), err)
 	require(take(imported) == mdigest, "import keeps the digest")
+	// A dry-run collection reports its stages through a Go callback that receives a
+	// static C string.
+	st := &stages{}
+	hs := cgo.NewHandle(st)
+	var report *C.char
+	must("gc", C.cargohold_registry_gc(reg, C.CARGOHOLD_GC_DRY_RUN, 0,
+		C.cargohold_stage_fn(C.goStage), unsafe.Pointer(&hs), &report, &err), err)
+	hs.Delete()
+	require(strings.Contains(take(report), `"blobs_deleted":[]`), "nothing to collect")
+	require(st.seen["mark"] && st.seen["sweep"], "gc reported both stages")
 	fmt.Printf("registry %s %s\n", mdigest, layer)
 	require(C.cargohold_registry_free(reg) == C.CARGOHOLD_STATUS_OK, "free")
 }
