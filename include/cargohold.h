@@ -100,13 +100,13 @@ typedef struct cargohold_volume_store cargohold_volume_store;
 // `INVALID_ARGUMENT`.
 typedef ptrdiff_t (*cargohold_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 
+// A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
+typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
 // A progress callback for calls made of stages: `stage` is a static lower-case name
 // (valid for the whole program, never freed), `done` of `total` counts that stage's
 // units (documented per call).
 typedef void (*cargohold_stage_fn)(void *ctx, const char *stage, uint64_t done, uint64_t total);
-
-// A progress callback: `done` of `total` bytes so far (`total` 0 when not known).
-typedef void (*cargohold_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 // A read callback: fill `buf` with up to `len` bytes, return how many (0 at the end of
 // the stream) or a negative `-errno` for an error, which becomes the call's status as
@@ -221,6 +221,44 @@ enum cargohold_status cargohold_container_diff_write(const struct cargohold_laye
                                                      char **out_diff_id,
                                                      uint64_t *out_size,
                                                      struct cargohold_error **err);
+
+// Import the image named `name` (a `RepoTags` entry such as `"app:1"`; NULL: the only
+// image) from the docker-archive `file` into `repo:tag`, every layer verified against
+// the config's diff IDs. `progress(ctx, done, 0)` (when not NULL) is called on this
+// thread after each blob with the bytes done so far. `*out_digest` (when not NULL)
+// receives the manifest's digest. `NOT_FOUND` when no image has that name,
+// `INVALID_ARGUMENT` when `name` is NULL and the archive holds several.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `progress` is callable with `ctx` or NULL;
+// `out_digest` is writable or NULL.
+enum cargohold_status cargohold_docker_archive_import(const struct cargohold_registry *reg,
+                                                      const char *file,
+                                                      const char *name,
+                                                      const char *repo,
+                                                      const char *tag,
+                                                      cargohold_progress_fn progress,
+                                                      void *ctx,
+                                                      char **out_digest,
+                                                      struct cargohold_error **err);
+
+// Export `repo:reference` (tag or digest) as the docker-archive `file` (written under a
+// temporary name and renamed into place), its image named `repo_tag` (`"name:tag"`; NULL: `repo:reference` when
+// `reference` is a tag, else unnamed). From an index, the child for `platform`
+// (`"os/arch[/variant]"`; NULL: this host) is written. `progress` as for
+// `cargohold_docker_archive_import`.
+//
+// # Safety
+// Strings are NUL-terminated or NULL; `progress` is callable with `ctx` or NULL.
+enum cargohold_status cargohold_docker_archive_export(const struct cargohold_registry *reg,
+                                                      const char *repo,
+                                                      const char *reference,
+                                                      const char *file,
+                                                      const char *repo_tag,
+                                                      const char *platform,
+                                                      cargohold_progress_fn progress,
+                                                      void *ctx,
+                                                      struct cargohold_error **err);
 
 // Release an error object. NULL is ignored.
 //

@@ -10,6 +10,7 @@
 
 mod boundary;
 pub mod containers;
+pub mod docker_archive;
 mod error;
 pub mod gc;
 mod handles;
