@@ -55,10 +55,10 @@ pub unsafe extern "C" fn cargohold_docker_archive_import(
 }
 
 /// Export `repo:reference` (tag or digest) as the docker-archive `file` (written under a
-/// temporary name and renamed into place), its image named `repo_tag` (`"name:tag"`; NULL: `repo:reference` when
-/// `reference` is a tag, else unnamed). From an index, the child for `platform`
-/// (`"os/arch[/variant]"`; NULL: this host) is written. `progress` as for
-/// `cargohold_docker_archive_import`.
+/// temporary name and renamed into place), its image named `repo_tag` (`"name:tag"`;
+/// NULL: `repo:reference` when `reference` is a tag, else unnamed). From an index, the
+/// child for `platform` (`"os/arch[/variant]"`; NULL: this host) is written.
+/// `progress` as for `cargohold_docker_archive_import`.
 ///
 /// # Safety
 /// Strings are NUL-terminated or NULL; `progress` is callable with `ctx` or NULL.

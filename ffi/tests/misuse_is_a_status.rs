@@ -459,3 +459,68 @@ fn bad_write_callbacks_and_unknown_uploads_are_statuses() {
         assert_eq!(cargohold_registry_free(reg), cargohold_status::Ok);
     }
 }
+
+#[test]
+fn bad_snapshot_arguments_are_statuses_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = c(tmp.path().join("l").to_str().unwrap());
+    let mut store = ptr::null_mut();
+    let (key, labels, mut out) = (c("k"), c("{\"a\": 1}"), ptr::null_mut());
+    // SAFETY: valid strings, live handle, writable out-params; NULLs where tested.
+    unsafe {
+        assert_eq!(
+            status_of(|e| cargohold_layer_store_open(
+                root.as_ptr(),
+                CARGOHOLD_LAYER_DRIVER_VFS,
+                &mut store,
+                e
+            )),
+            cargohold_status::Ok
+        );
+        let st = status_of(|e| {
+            cargohold::snapshots::cargohold_snapshot_prepare(
+                store,
+                key.as_ptr(),
+                ptr::null(),
+                labels.as_ptr(),
+                &mut out,
+                e,
+            )
+        });
+        assert_eq!(st, INVALID, "labels must be strings");
+        let st = status_of(|e| {
+            cargohold::snapshots::cargohold_snapshot_view(
+                store,
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                &mut out,
+                e,
+            )
+        });
+        assert_eq!(st, INVALID, "NULL key");
+        let st = status_of(|e| {
+            cargohold::snapshots::cargohold_snapshot_usage(
+                store,
+                key.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                e,
+            )
+        });
+        assert_eq!(st, INVALID, "NULL out_size");
+        assert!(out.is_null());
+        let mut all = ptr::null_mut();
+        assert_eq!(
+            status_of(|e| cargohold::snapshots::cargohold_snapshot_walk(store, &mut all, e)),
+            cargohold_status::Ok
+        );
+        assert_eq!(
+            CStr::from_ptr(all).to_str().unwrap(),
+            "[]",
+            "nothing created"
+        );
+        cargohold::cargohold_string_free(all);
+        assert_eq!(cargohold_layer_store_free(store), cargohold_status::Ok);
+    }
+}
