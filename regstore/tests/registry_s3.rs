@@ -314,3 +314,94 @@ fn migrate_carries_a_store_into_a_bucket_and_back() {
     let reg = Registry::open(back);
     assert_eq!(Digest::sha256(&reg.read_blob("lib/app", &d).unwrap()), d);
 }
+
+#[test]
+fn listing_pages_and_gc_and_fsck_report_their_requests() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let proxy = Proxy::start(server.port());
+    let s3 = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
+
+    // 1,001 files: a walk is one recursive listing, two pages of S3's 1,000 keys.
+    std::thread::scope(|t| {
+        for w in 0..8 {
+            let s3 = &s3;
+            t.spawn(move || {
+                for i in (w..1001).step_by(8) {
+                    let key = Key::parse(&format!("/many/f{i:04}")).unwrap();
+                    s3.put_content(&key, b"x").unwrap();
+                }
+            });
+        }
+    });
+    let (pages, before) = (proxy.list_requests(), s3.requests());
+    assert_eq!(s3.walk(&Key::root()).unwrap().len(), 1002);
+    let walked = s3.requests();
+    assert_eq!(proxy.list_requests() - pages, 2, "one request per page");
+    assert_eq!(walked.list - before.list, 2);
+    assert_eq!(
+        walked.total() - before.total(),
+        2,
+        "nothing but the listing"
+    );
+    // Deleting the directory is one listing and one DeleteObjects batch per 1,000 keys.
+    s3.delete(&Key::parse("/many").unwrap()).unwrap();
+    let deleted = s3.requests();
+    assert_eq!(deleted.delete - walked.delete, 2);
+    assert_eq!(deleted.deleted_keys - walked.deleted_keys, 1001);
+    eprintln!("walk of 1,001 files: {:?}", diff(&walked, &before));
+    eprintln!("delete of 1,001 files: {:?}", diff(&deleted, &walked));
+
+    // A collection and a check on a bucket, with what each cost.
+    let reg = Registry::open(s3.clone());
+    let layer = reg.put_blob("lib/app", &pattern(1 << 20, 9)).unwrap();
+    let c = reg.put_blob("lib/app", br#"{"os":"linux"}"#).unwrap();
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::OciManifest.as_str(),
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": layer.size}],
+    });
+    reg.put_manifest("lib/app", "v1", &serde_json::to_vec(&m).unwrap(), None)
+        .unwrap();
+    let orphan = reg.put_blob("lib/app", b"nobody needs me").unwrap().digest;
+    let start = s3.requests();
+    let report = regstore::gc::collect(
+        &reg,
+        regstore::gc::GcOptions {
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.blobs_deleted, [orphan]);
+    let collected = s3.requests();
+    let check = regstore::fsck::check(&reg, regstore::fsck::FsckOptions::default()).unwrap();
+    assert!(check.is_clean(), "{check:?}");
+    assert_eq!(check.blobs_checked, 3);
+    let checked = s3.requests();
+    eprintln!(
+        "gc (3 blobs kept, 1 deleted): {:?}",
+        diff(&collected, &start)
+    );
+    eprintln!("fsck (3 blobs): {:?}", diff(&checked, &collected));
+}
+
+fn diff(
+    a: &regstore::drivers::s3::RequestCounts,
+    b: &regstore::drivers::s3::RequestCounts,
+) -> String {
+    format!(
+        "{} requests: {} list pages ({} keys), {} head, {} get, {} put, {} copy, {} delete ({} keys), {} multipart",
+        a.total() - b.total(),
+        a.list - b.list,
+        a.listed_keys - b.listed_keys,
+        a.head - b.head,
+        a.get - b.get,
+        a.put - b.put,
+        a.copy - b.copy,
+        a.delete - b.delete,
+        a.deleted_keys - b.deleted_keys,
+        a.multipart - b.multipart
+    )
+}

@@ -165,20 +165,30 @@ pub fn fresh_driver(prefix: &str) -> S3 {
 pub struct Proxy {
     port: u16,
     sent: Arc<AtomicU64>,
+    lists: Arc<AtomicU64>,
     down: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+/// What a ListObjectsV2 request line carries.
+const LIST: &[u8] = b"list-type=2";
+
+fn pump(mut from: TcpStream, mut to: TcpStream, count: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>) {
     let mut buf = vec![0u8; 64 << 10];
+    let mut carry: Vec<u8> = Vec::new();
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 || to.write_all(&buf[..n]).is_err() {
             break;
         }
-        if let Some(c) = &count {
-            c.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some((bytes, lists)) = &count {
+            bytes.fetch_add(n as u64, Ordering::Relaxed);
+            carry.extend_from_slice(&buf[..n]);
+            let found = carry.windows(LIST.len()).filter(|w| *w == LIST).count();
+            lists.fetch_add(found as u64, Ordering::Relaxed);
+            let keep = carry.len().saturating_sub(LIST.len() - 1);
+            carry.drain(..keep);
         }
     }
     let _ = to.shutdown(Shutdown::Write);
@@ -190,10 +200,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let sent = Arc::new(AtomicU64::new(0));
+        let lists = Arc::new(AtomicU64::new(0));
         let down = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (s, dn, cl, cs) = (sent.clone(), down.clone(), closing.clone(), conns.clone());
+        let (s, ls, dn, cl, cs) = (
+            sent.clone(),
+            lists.clone(),
+            down.clone(),
+            closing.clone(),
+            conns.clone(),
+        );
         let accept = std::thread::spawn(move || {
             for client in listener.incoming() {
                 if cl.load(Ordering::SeqCst) {
@@ -216,7 +233,7 @@ impl Proxy {
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                let count = s.clone();
+                let count = (s.clone(), ls.clone());
                 std::thread::spawn(move || pump(client, server, Some(count)));
                 std::thread::spawn(move || pump(s2, c2, None));
             }
@@ -224,6 +241,7 @@ impl Proxy {
         Proxy {
             port,
             sent,
+            lists,
             down,
             closing,
             conns,
@@ -239,6 +257,11 @@ impl Proxy {
     /// Bytes clients sent through the proxy so far (request heads and bodies).
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// ListObjectsV2 requests (pages) clients sent so far.
+    pub fn list_requests(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
     }
 
     /// Cut every connection and refuse new ones, as a server that went away.

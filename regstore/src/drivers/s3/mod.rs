@@ -13,24 +13,29 @@
 //! - `rename` is a server-side copy then a delete (not atomic for a directory), and a
 //!   file cannot have children: writers and puts look up the key's ancestors first.
 
-use std::collections::{BTreeMap, VecDeque};
+mod config;
+mod requests;
+mod stream;
+
+use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use cargohold_core::{Error, ErrorKind, Result};
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 use tokio::runtime::Runtime;
-use tokio::task::JoinHandle;
+
+pub use config::S3Config;
+pub use requests::RequestCounts;
+use requests::{Request, Requests};
+use stream::{ObjectReader, ObjectWriter};
 
 use crate::{FileInfo, FileWriter, Key, StorageDriver};
 
@@ -38,86 +43,6 @@ use crate::{FileInfo, FileWriter, Key, StorageDriver};
 pub const MIN_PART_SIZE: usize = 5 << 20;
 /// Parts uploading at once per writer.
 const IN_FLIGHT: usize = 2;
-
-/// Where the bucket is and how to reach it.
-#[derive(Clone)]
-pub struct S3Config {
-    /// The server's URL (`http://127.0.0.1:9000`); `None` for AWS itself.
-    pub endpoint: Option<String>,
-    /// The region requests are signed for.
-    pub region: String,
-    /// The bucket; it must exist ([`S3::open`] checks).
-    pub bucket: String,
-    /// Prepended to every key (`a/b` stores `/x` as `a/b/x`); empty for none.
-    pub prefix: String,
-    /// Access key id; with the secret, requests are signed with it.
-    pub access_key_id: Option<String>,
-    /// Secret access key.
-    pub secret_access_key: Option<String>,
-    /// Session token of temporary credentials.
-    pub session_token: Option<String>,
-    /// `http://host/bucket/key` (most S3-compatible servers) instead of
-    /// `http://bucket.host/key`.
-    pub path_style: bool,
-    /// Retries of a failed request (0 fails at once).
-    pub max_retries: usize,
-    /// Give up retrying a request after this long.
-    pub retry_timeout: Duration,
-    /// Size of each multipart part (at least [`MIN_PART_SIZE`]).
-    pub part_size: usize,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("access_key_id", &self.access_key_id)
-            .field("path_style", &self.path_style)
-            .field("part_size", &self.part_size)
-            .finish_non_exhaustive()
-    }
-}
-
-impl S3Config {
-    /// A configuration for `bucket` under `prefix`, region `us-east-1`, no endpoint,
-    /// no credentials, 3 retries within 30 s, 8 MiB parts.
-    pub fn new(bucket: &str, prefix: &str) -> S3Config {
-        S3Config {
-            endpoint: None,
-            region: "us-east-1".into(),
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            path_style: false,
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(30),
-            part_size: 8 << 20,
-        }
-    }
-
-    /// [`S3Config::new`] completed from `AWS_ENDPOINT_URL`, `AWS_REGION` (or
-    /// `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-    /// `AWS_SESSION_TOKEN`. With an endpoint, requests are path-style. No other variable
-    /// is read (`AWS_CA_BUNDLE` and the like are ignored).
-    pub fn from_env(bucket: &str, prefix: &str) -> S3Config {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut c = S3Config::new(bucket, prefix);
-        c.endpoint = var("AWS_ENDPOINT_URL");
-        c.path_style = c.endpoint.is_some();
-        if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
-            c.region = region;
-        }
-        c.access_key_id = var("AWS_ACCESS_KEY_ID");
-        c.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
-        c.session_token = var("AWS_SESSION_TOKEN");
-        c
-    }
-}
 
 /// A key space in an S3-compatible bucket; clones share the connection pool.
 #[derive(Debug, Clone)]
@@ -127,6 +52,7 @@ pub struct S3 {
     bucket: String,
     prefix: String,
     part_size: usize,
+    requests: Arc<Requests>,
 }
 
 fn invalid(op: &'static str, what: impl fmt::Display, why: impl fmt::Display) -> Error {
@@ -246,8 +172,10 @@ impl S3 {
             bucket: config.bucket.clone(),
             prefix: prefix.to_owned(),
             part_size: config.part_size,
+            requests: Arc::default(),
         };
         let probe = s3.dir_path(&Key::root());
+        s3.requests.listed(0);
         s3.rt
             .block_on(s3.store.list_with_delimiter(probe.as_ref()))
             .map_err(|e| {
@@ -275,6 +203,11 @@ impl S3 {
                 }
             })?;
         Ok(s3)
+    }
+
+    /// The requests this driver and its clones sent so far, by kind.
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.snapshot()
     }
 
     /// The bucket this key space lives in.
@@ -322,6 +255,7 @@ impl S3 {
         if key.is_root() {
             return Ok(None);
         }
+        self.requests.count(Request::Head);
         match self.rt.block_on(self.store.head(&self.path(key))) {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -335,12 +269,18 @@ impl S3 {
         self.rt.block_on(async {
             let mut out = Vec::new();
             let mut s = self.store.list(prefix.as_ref());
+            let mut seen = 0;
             while let Some(m) = s.next().await {
-                let m = m.map_err(|e| map_err(op, key, e))?;
+                let m = m.map_err(|e| {
+                    self.requests.listed(seen);
+                    map_err(op, key, e)
+                })?;
+                seen += 1;
                 if Some(&m.location) != prefix.as_ref() {
                     out.push(m);
                 }
             }
+            self.requests.listed(seen);
             Ok(out)
         })
     }
@@ -350,6 +290,7 @@ impl S3 {
             return Ok(true);
         }
         let prefix = self.dir_path(key);
+        self.requests.listed(1);
         self.rt.block_on(async {
             let mut s = self.store.list(prefix.as_ref());
             match s.next().await {
@@ -371,6 +312,10 @@ impl S3 {
             }
             p = dir.parent();
         }
+        for _ in &ancestors {
+            self.requests.count(Request::Head);
+        }
+        self.requests.listed(1);
         let heads = ancestors.iter().map(|a| {
             let path = self.path(a);
             let store = self.store.clone();
@@ -402,6 +347,7 @@ impl S3 {
         if paths.is_empty() {
             return Ok(());
         }
+        self.requests.deleted(paths.len() as u64);
         self.rt.block_on(async {
             let input = futures_util::stream::iter(paths.into_iter().map(Ok)).boxed();
             let mut s = self.store.delete_stream(input);
@@ -426,6 +372,7 @@ impl StorageDriver for S3 {
             return Err(not_found("get", key));
         }
         let path = self.path(key);
+        self.requests.count(Request::Get);
         self.rt
             .block_on(async { self.store.get(&path).await?.bytes().await })
             .map(|b| b.to_vec())
@@ -438,6 +385,7 @@ impl StorageDriver for S3 {
         }
         self.check_place("put", key)?;
         let payload = PutPayload::from(data.to_vec());
+        self.requests.count(Request::Put);
         self.rt
             .block_on(self.store.put(&self.path(key), payload))
             .map(|_| ())
@@ -468,16 +416,16 @@ impl StorageDriver for S3 {
             range,
             ..GetOptions::default()
         };
+        self.requests.count(Request::Get);
         let got = self
             .rt
             .block_on(self.store.get_opts(&path, opts))
             .map_err(|e| map_err("read", key, e))?;
-        Ok(Box::new(ObjectReader {
-            rt: self.rt.clone(),
-            stream: got.into_stream(),
-            chunk: Default::default(),
-            key: key.clone(),
-        }))
+        Ok(Box::new(ObjectReader::new(
+            self.rt.clone(),
+            got.into_stream(),
+            key.clone(),
+        )))
     }
 
     fn writer(&self, key: &Key, append: bool) -> Result<Box<dyn FileWriter>> {
@@ -485,15 +433,7 @@ impl StorageDriver for S3 {
             return Err(invalid("writer", key, "the root is a directory"));
         }
         self.check_place("writer", key)?;
-        let mut w = ObjectWriter {
-            s3: self.clone(),
-            key: key.clone(),
-            path: self.path(key),
-            buf: Vec::new(),
-            upload: None,
-            in_flight: VecDeque::new(),
-            size: 0,
-        };
+        let mut w = ObjectWriter::new(self.clone(), key.clone(), self.path(key));
         if append && self.head("writer", key)?.is_some_and(|m| m.size > 0) {
             let mut r = self.reader(key, 0)?;
             io::copy(&mut r, &mut w)
@@ -528,6 +468,8 @@ impl StorageDriver for S3 {
             .rt
             .block_on(self.store.list_with_delimiter(prefix.as_ref()))
             .map_err(|e| map_err("list", key, e))?;
+        self.requests
+            .listed((r.common_prefixes.len() + r.objects.len()) as u64);
         let mut out = r
             .common_prefixes
             .iter()
@@ -576,6 +518,7 @@ impl StorageDriver for S3 {
         self.delete_paths("move", to, old)?;
         self.rt.block_on(async {
             for (src, dst) in &sources {
+                self.requests.count(Request::Copy);
                 self.store
                     .copy(src, dst)
                     .await
@@ -639,171 +582,5 @@ impl StorageDriver for S3 {
             );
         }
         Ok(out.into_values().collect())
-    }
-}
-
-/// Streams an object's body, one network chunk at a time.
-struct ObjectReader {
-    rt: Arc<Runtime>,
-    stream: BoxStream<'static, object_store::Result<Bytes>>,
-    chunk: Bytes,
-    key: Key,
-}
-
-impl fmt::Debug for ObjectReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectReader")
-            .field("key", &self.key)
-            .finish()
-    }
-}
-
-impl Read for ObjectReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rt.block_on(self.stream.next()) {
-                None => return Ok(0),
-                Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => return Err(map_err("read", &self.key, e).into()),
-            }
-        }
-        let n = out.len().min(self.chunk.len());
-        out[..n].copy_from_slice(&self.chunk[..n]);
-        let _ = self.chunk.split_to(n);
-        Ok(n)
-    }
-}
-
-/// Buffers a part; past one part it becomes a multipart upload.
-struct ObjectWriter {
-    s3: S3,
-    key: Key,
-    path: Path,
-    buf: Vec<u8>,
-    upload: Option<Box<dyn MultipartUpload>>,
-    in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
-    size: u64,
-}
-
-impl fmt::Debug for ObjectWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectWriter")
-            .field("key", &self.key)
-            .field("size", &self.size)
-            .field("multipart", &self.upload.is_some())
-            .finish()
-    }
-}
-
-impl ObjectWriter {
-    fn send_part(&mut self, part: Vec<u8>) -> Result<()> {
-        let rt = self.s3.rt.clone();
-        if self.upload.is_none() {
-            let up = rt
-                .block_on(self.s3.store.put_multipart(&self.path))
-                .map_err(|e| map_err("write", &self.key, e))?;
-            self.upload = Some(up);
-        }
-        let fut = self
-            .upload
-            .as_mut()
-            .expect("created above")
-            .put_part(PutPayload::from(part));
-        self.in_flight.push_back(rt.spawn(fut));
-        while self.in_flight.len() > IN_FLIGHT {
-            self.wait_one()?;
-        }
-        Ok(())
-    }
-
-    fn wait_one(&mut self) -> Result<()> {
-        let Some(h) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        match self.s3.rt.block_on(h) {
-            Ok(r) => r.map_err(|e| map_err("write", &self.key, e)),
-            Err(e) => Err(Error::new(ErrorKind::Io, "write", &self.key, e)),
-        }
-    }
-
-    fn abort(&mut self) {
-        for h in self.in_flight.drain(..) {
-            h.abort();
-        }
-        if let Some(mut up) = self.upload.take() {
-            // Best effort: a server that is gone drops its own incomplete uploads, or
-            // a bucket lifecycle rule does.
-            let _ = self.s3.rt.block_on(up.abort());
-        }
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        let tail = std::mem::take(&mut self.buf);
-        if self.upload.is_none() {
-            return self
-                .s3
-                .rt
-                .block_on(self.s3.store.put(&self.path, PutPayload::from(tail)))
-                .map(|_| ())
-                .map_err(|e| map_err("commit", &self.key, e));
-        }
-        if !tail.is_empty() {
-            self.send_part(tail)?;
-        }
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        let mut up = self.upload.take().expect("checked above");
-        match self.s3.rt.block_on(up.complete()) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = self.s3.rt.block_on(up.abort());
-                Err(map_err("commit", &self.key, e))
-            }
-        }
-    }
-}
-
-impl Write for ObjectWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let part = self.s3.part_size;
-        let take = b.len().min(part - self.buf.len());
-        self.buf.extend_from_slice(&b[..take]);
-        self.size += take as u64;
-        if self.buf.len() == part {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(part));
-            self.send_part(full).map_err(io::Error::from)?;
-        }
-        Ok(take)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl FileWriter for ObjectWriter {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let r = self.finish();
-        if r.is_err() {
-            self.abort();
-        }
-        r
-    }
-    fn cancel(mut self: Box<Self>) -> Result<()> {
-        self.abort();
-        let path = self.path.clone();
-        match self.s3.rt.block_on(self.s3.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_err("cancel", &self.key, e)),
-        }
-    }
-}
-
-impl Drop for ObjectWriter {
-    fn drop(&mut self) {
-        self.abort();
     }
 }
