@@ -1,4 +1,4 @@
-//! The [`StorageDriver`](crate::StorageDriver) backends, and [`open_location`], which
+//! The [`StorageDriver`] backends, and [`open_location`], which
 //! picks one from a location string (what the CLI's `--registry` and Python take).
 
 pub mod filesystem;
@@ -21,7 +21,7 @@ use crate::StorageDriver;
 pub const S3_SCHEME: &str = "s3://";
 
 /// Open the backend `location` names:
-/// - `s3://BUCKET` or `s3://BUCKET/PREFIX`: the [`s3`] backend (feature `s3`),
+/// - `s3://BUCKET` or `s3://BUCKET/PREFIX`: the `s3` backend (feature `s3`),
 ///   configured from the environment (`S3Config::from_env`: `AWS_ENDPOINT_URL`,
 ///   `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...); without the
 ///   feature it is `Unsupported`. An empty bucket name is `InvalidArgument`.

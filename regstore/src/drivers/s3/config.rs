@@ -10,7 +10,7 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// The region requests are signed for.
     pub region: String,
-    /// The bucket; it must exist ([`S3::open`] checks).
+    /// The bucket; it must exist ([`S3::open`](super::S3::open) checks).
     pub bucket: String,
     /// Prepended to every key (`a/b` stores `/x` as `a/b/x`); empty for none.
     pub prefix: String,
