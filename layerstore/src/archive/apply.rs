@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cargohold_core::root::{FileType, Owner};
-use cargohold_core::{Algorithm, Digest, DigestReader, Dir, Error, ErrorKind, Result, Root};
+use cargohold_core::{
+    Algorithm, Digest, DigestReader, Dir, Error, ErrorKind, Hasher, Result, Root,
+};
 use tar::EntryType;
 
 use super::Compression;
 use super::compression::decompressor;
 use super::path::sanitize;
-use super::stream::{Limited, Position, Tracked, stream_err};
+use super::stream::{Hashing, Limited, Position, Tracked, stream_err};
 
 const OP: &str = "apply layer";
 const WH_PREFIX: &[u8] = b".wh.";
@@ -54,10 +56,16 @@ pub struct ApplyOptions {
     pub max_entries: Option<u64>,
     /// Give entries the tar's uid/gid (needs root).
     pub same_owner: bool,
+    /// Make what was written durable before returning `Ok`: one `syncfs` of the
+    /// target's filesystem once the digests matched (no `fsync` per file), so that a
+    /// caller may publish the tree as soon as apply returns. Turn it off only for trees
+    /// a crash may lose (scratch copies, tests).
+    pub sync: bool,
 }
 
 impl Default for ApplyOptions {
-    /// No expectations, `Remove` whiteouts, devices and ownership as root only, no limits.
+    /// No expectations, `Remove` whiteouts, devices and ownership as root only, no
+    /// limits, durable.
     fn default() -> Self {
         let root = rustix::process::geteuid().is_root();
         ApplyOptions {
@@ -68,6 +76,7 @@ impl Default for ApplyOptions {
             max_uncompressed_bytes: None,
             max_entries: None,
             same_owner: root,
+            sync: true,
         }
     }
 }
@@ -131,7 +140,11 @@ fn apply_inner(
             limit: opts.max_uncompressed_bytes.unwrap_or(u64::MAX),
             hit: hit.clone(),
         };
-        let mut diff = DigestReader::new(limited, Algorithm::Sha256);
+        // A plain tar is hashed once, as read: its diff ID is that digest.
+        let mut diff = Hashing::new(
+            limited,
+            (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
+        );
         let entries = {
             let (tracked, position) = Tracked::new(BufReader::with_capacity(1 << 20, &mut diff));
             let mut archive = tar::Archive::new(tracked);
@@ -153,16 +166,23 @@ fn apply_inner(
             n
         };
         io::copy(&mut diff, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
-        let (_, diff_id, size) = diff.finish();
-        (compression, diff_id, size, entries)
+        let (diff_hasher, size) = diff.finish();
+        (compression, diff_hasher, size, entries)
     };
     io::copy(&mut raw, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
     let (compressed_digest, _) = raw.digest();
+    let diff_id = match diff_id {
+        Some(hasher) => hasher.finish(),
+        None => compressed_digest.clone(),
+    };
     if let Some(want) = &opts.expected_compressed_digest {
         want.verify(OP, &compressed_digest)?;
     }
     if let Some(want) = &opts.expected_diff_id {
         want.verify(OP, &diff_id)?;
+    }
+    if opts.sync {
+        rustix::fs::syncfs(target).map_err(|e| Error::errno(OP, "syncfs of the target", e))?;
     }
     Ok(Applied {
         diff_id,

@@ -10,6 +10,9 @@
 //!   cover all of it. An expected digest that does not match is `DigestMismatch`; the
 //!   caller then throws the target away (apply writes into a directory the caller made
 //!   for it, so "nothing is kept" is the caller's rename not happening).
+//! - With [`ApplyOptions::sync`] (the default) what apply wrote is durable when it
+//!   returns `Ok`: one `syncfs` of the target's filesystem after the digests matched,
+//!   instead of an `fsync` per file.
 //! - The tar is untrusted. Every filesystem write goes through core's [`Root`] opened
 //!   with `Confine::InRoot`, so nothing outside `target` is created, changed or read:
 //!   - a name with a `..` component is `PathEscape` (whatever it would resolve to);

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cargohold_core::{Error, ErrorKind};
+use cargohold_core::{Error, ErrorKind, Hasher};
 
 /// An I/O error of the layer stream, as a typed error: `LimitExceeded` past the size
 /// limit, `Corrupt` for what a broken tar or compressed stream gives, else by kind.
@@ -65,6 +65,39 @@ impl std::fmt::Display for LimitHit {
 }
 
 impl std::error::Error for LimitHit {}
+
+/// Counts the bytes read through it and, when given a hasher, hashes them.
+pub(crate) struct Hashing<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    len: u64,
+}
+
+impl<R> Hashing<R> {
+    pub(crate) fn new(inner: R, hasher: Option<Hasher>) -> Hashing<R> {
+        Hashing {
+            inner,
+            hasher,
+            len: 0,
+        }
+    }
+
+    /// The hasher (if any) and the number of bytes read.
+    pub(crate) fn finish(self) -> (Option<Hasher>, u64) {
+        (self.hasher, self.len)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
+        Ok(n)
+    }
+}
 
 /// How far the tar parser has read, and where the stream ended if it did.
 #[derive(Debug, Default)]
