@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use regstore::drivers::filesystem::Filesystem;
+use regstore::drivers::{S3_SCHEME, open_location};
 
 use crate::blobs::{BlobReader, Descriptor, Upload, append_source};
 use crate::exceptions::{detached, digest_arg};
@@ -15,7 +16,10 @@ use crate::transfers::{Progress, Transfer, layout_total, registry_total};
 
 /// Images at rest: repositories of blobs, manifests and tags in one directory, in
 /// distribution registry:2's layout (a registry:2 whose ``rootdirectory`` is ``root``
-/// serves them), shared safely by several processes.
+/// serves them), shared safely by several processes. ``root`` may instead be
+/// ``s3://BUCKET/PREFIX``: the same layout in an S3-compatible bucket, configured from
+/// ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID`` and
+/// ``AWS_SECRET_ACCESS_KEY`` (``root`` then returns it as a path).
 ///
 /// Repository names and tags follow the distribution spec; anything else is
 /// InvalidArgument. Digests are ``sha256:<64 hex>`` (or sha512). Every call releases
@@ -33,6 +37,10 @@ impl Registry {
     fn new(py: Python<'_>, root: PathBuf) -> PyResult<Registry> {
         let r = root.clone();
         let reg = detached(py, move || {
+            // `s3://BUCKET/PREFIX`: a bucket configured from the AWS_* variables.
+            if let Some(loc) = r.to_str().filter(|l| l.starts_with(S3_SCHEME)) {
+                return Ok(regstore::Registry::on(open_location(loc)?));
+            }
             std::fs::create_dir_all(&r)
                 .map_err(|e| cargohold_core::Error::io("open registry", r.display(), e))?;
             Ok(regstore::Registry::open(Filesystem::new(&r)?))
