@@ -2,7 +2,8 @@
 //! of 1 MiB, 100 symlinks), plain, gzip and zstd, each applied by `archive::apply` into a
 //! fresh directory, next to GNU tar extracting the same bytes (`tar -xf -` and
 //! `tar -xzf -`, `--same-owner`) as the peer. Both sides write the same tree; apply also
-//! computes the diff ID and the compressed digest.
+//! computes the diff ID and the compressed digest and ends with a `syncfs` of the target
+//! (`ApplyOptions::sync`), which tar does not do.
 //!
 //! Scratch data goes under `CARGOHOLD_BENCH_DIR` (a loop-mounted journaled fs or tmpfs,
 //! see the benchmarking notes), else a temporary directory under `/var/tmp`.
