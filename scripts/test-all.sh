@@ -84,6 +84,14 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q ./python
 "$venv/bin/python" -m pytest -q python/tests
 
+step "fuzz: a short run of every target (regressions replayed first)"
+# Its own workspace and target directory (fuzz/target): libFuzzer's flags must not
+# reach the main build.
+mkdir -p target
+FUZZ_QUICK=1 bash fuzz/run.sh "${CARGOHOLD_FUZZ_SECONDS:-8}" > target/fuzz.log 2>&1 \
+  || { tail -40 target/fuzz.log; exit 1; }
+grep -E '^Done [0-9]+ runs' target/fuzz.log
+
 step "quick start (the README's main job), on a scratch root"
 demo_root=$(mktemp -d)
 CARGOHOLD_ROOT="$demo_root" CARGOHOLD_BUILD_PROFILE=dev bash scripts/quickstart.sh
