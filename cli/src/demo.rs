@@ -396,6 +396,22 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
             ),
         ))
     })?;
+    r.step("garbage-collect the registry", || {
+        // The default grace period: blobs pushed in the last hour (this demo's, and any
+        // other process's push in progress) are spared, never taken.
+        let g = regstore::gc::collect(&reg, regstore::gc::GcOptions::default())?;
+        Ok((
+            (),
+            format!(
+                "{} blobs ({}) freed, {} young blobs spared, {} manifests kept in {} repositories",
+                g.blobs_deleted.len(),
+                human(g.bytes_deleted),
+                g.blobs_spared.len(),
+                g.manifests_kept,
+                g.repositories
+            ),
+        ))
+    })?;
     if !args.keep {
         r.step("clean up", || {
             let _ = std::fs::remove_dir(&target);

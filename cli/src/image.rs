@@ -6,13 +6,17 @@
 
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cargohold_core::{Digest, Error, ErrorKind, Result};
 use layerstore::{ApplyOptions, Layer, LayerStore};
 use regstore::Registry;
+use regstore::fsck::{Damage, FsckOptions, FsckProgress};
+use regstore::gc::{GcOptions, GcProgress};
 use regstore::{docker_archive, oci_layout};
 use serde_json::{Value, json};
 
+use crate::progress::Bar;
 use crate::{Ctx, output, stores};
 
 /// `cargohold image ...`
@@ -66,6 +70,28 @@ pub enum RegistryCmd {
     },
     /// List repositories.
     Catalog,
+    /// Collect garbage: delete the blobs no manifest needs and the links to them (and,
+    /// with --delete-untagged, the manifests no tag needs; an index's platforms and a
+    /// kept image's referrers stay). Pushes from other processes wait while it runs.
+    Gc {
+        /// Report what would be deleted and the bytes it would free; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete manifests that no tag points at.
+        #[arg(long)]
+        delete_untagged: bool,
+        /// Keep unreferenced blobs younger than this many seconds (pushes whose
+        /// manifest has not come yet); 0 collects like registry:2.
+        #[arg(long, default_value_t = regstore::gc::DEFAULT_GRACE.as_secs())]
+        grace: u64,
+    },
+    /// Check every blob's digest, every link, tag and manifest, and stale uploads; exit 1
+    /// when a problem is left unrepaired.
+    Fsck {
+        /// Quarantine corrupt blobs, remove dangling links and tags and stale uploads.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// Open the registry store (registry:2's layout under ROOT/registry, or `--registry`).
@@ -331,8 +357,233 @@ pub fn registry(ctx: &Ctx, cmd: RegistryCmd) -> Result<()> {
                 .collect();
             output::table(ctx, &["REPOSITORY"], &rows);
         }
+        RegistryCmd::Gc {
+            dry_run,
+            delete_untagged,
+            grace,
+        } => registry_gc(ctx, &reg, dry_run, delete_untagged, grace)?,
+        RegistryCmd::Fsck { repair } => registry_fsck(ctx, &reg, repair)?,
     }
     Ok(())
+}
+
+fn registry_gc(
+    ctx: &Ctx,
+    reg: &Registry,
+    dry_run: bool,
+    delete_untagged: bool,
+    grace: u64,
+) -> Result<()> {
+    let mut marking = Some(Bar::new("marking", None));
+    let mut sweeping: Option<Bar> = None;
+    let mut cb = |p: GcProgress| match p {
+        GcProgress::Marked { .. } => {
+            if let Some(b) = marking.as_mut() {
+                b.advance(0, true);
+            }
+        }
+        GcProgress::Swept { .. } => {
+            if let Some(b) = marking.take() {
+                b.finish();
+            }
+            sweeping
+                .get_or_insert_with(|| Bar::new("sweeping", None))
+                .advance(0, true);
+        }
+    };
+    let r = regstore::gc::collect(
+        reg,
+        GcOptions {
+            dry_run,
+            delete_untagged,
+            grace: Duration::from_secs(grace),
+            progress: Some(&mut cb),
+        },
+    )?;
+    for b in [marking, sweeping].into_iter().flatten() {
+        b.finish();
+    }
+    if ctx.json {
+        let pairs = |v: &[(String, Digest)]| -> Vec<Value> {
+            v.iter()
+                .map(|(r, d)| json!({"repository": r, "digest": d}))
+                .collect()
+        };
+        println!(
+            "{}",
+            json!({
+                "dry_run": r.dry_run,
+                "repositories": r.repositories,
+                "manifests_kept": r.manifests_kept,
+                "marked": r.marked,
+                "manifests_deleted": pairs(&r.manifests_deleted),
+                "blobs_deleted": r.blobs_deleted,
+                "bytes_freed": r.bytes_deleted,
+                "links_deleted": pairs(&r.links_deleted),
+                "blobs_spared": r.blobs_spared,
+                "manifests_missing": pairs(&r.manifests_missing),
+            })
+        );
+        return Ok(());
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    output::pairs(
+        ctx,
+        &[
+            ("repositories", r.repositories.to_string()),
+            ("manifests kept", r.manifests_kept.to_string()),
+            (
+                if r.dry_run {
+                    "manifests to delete"
+                } else {
+                    "manifests deleted"
+                },
+                r.manifests_deleted.len().to_string(),
+            ),
+            (
+                if r.dry_run {
+                    "blobs to delete"
+                } else {
+                    "blobs deleted"
+                },
+                r.blobs_deleted.len().to_string(),
+            ),
+            (
+                if r.dry_run {
+                    "bytes to free"
+                } else {
+                    "bytes freed"
+                },
+                r.bytes_deleted.to_string(),
+            ),
+            ("links removed", r.links_deleted.len().to_string()),
+            ("blobs spared (grace)", r.blobs_spared.len().to_string()),
+        ],
+    );
+    for (repo, d) in &r.manifests_deleted {
+        println!("{verb} manifest {repo}@{d}");
+    }
+    for d in &r.blobs_deleted {
+        println!("{verb} blob {d}");
+    }
+    Ok(())
+}
+
+/// What a finding is about, in one string.
+fn damage_object(d: &Damage) -> String {
+    match d {
+        Damage::CorruptBlob { digest, actual } => format!("{digest} (bytes are {actual})"),
+        Damage::EmptyBlobDir { digest } => digest.to_string(),
+        Damage::BadLink { key } => key.to_string(),
+        Damage::DanglingLink { key, .. } => key.to_string(),
+        Damage::DanglingTag { repository, tag } => format!("{repository}:{tag}"),
+        Damage::UnreadableManifest { repository, digest } => format!("{repository}@{digest}"),
+        Damage::MissingReference {
+            repository,
+            manifest,
+            missing,
+        } => format!("{repository}@{manifest} needs {missing}"),
+        Damage::StaleUpload { repository, id } => format!("{repository} upload {id}"),
+    }
+}
+
+fn registry_fsck(ctx: &Ctx, reg: &Registry, repair: bool) -> Result<()> {
+    let mut hashing = Some(Bar::new("hashing blobs", None));
+    let mut repos: Option<Bar> = None;
+    let mut last = 0;
+    let mut cb = |p: FsckProgress| match p {
+        FsckProgress::Blob { bytes, .. } => {
+            if let Some(b) = hashing.as_mut() {
+                b.advance(bytes - last, true);
+                last = bytes;
+            }
+        }
+        FsckProgress::Repository { .. } => {
+            if let Some(b) = hashing.take() {
+                b.finish();
+            }
+            repos
+                .get_or_insert_with(|| Bar::new("repositories", None))
+                .advance(0, true);
+        }
+    };
+    let r = regstore::fsck::check(
+        reg,
+        FsckOptions {
+            repair,
+            progress: Some(&mut cb),
+            ..FsckOptions::default()
+        },
+    )?;
+    for b in [hashing, repos].into_iter().flatten() {
+        b.finish();
+    }
+    if ctx.json {
+        let findings: Vec<Value> = r
+            .findings
+            .iter()
+            .map(|f| {
+                json!({"kind": f.damage.kind(), "object": damage_object(&f.damage),
+                    "repaired": f.repaired,
+                    "quarantined": f.quarantined.as_ref().map(|k| k.to_string())})
+            })
+            .collect();
+        let counts: serde_json::Map<String, Value> = r
+            .counts()
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), json!(n)))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "blobs_checked": r.blobs_checked,
+                "bytes_checked": r.bytes_checked,
+                "repositories": r.repositories,
+                "links_checked": r.links_checked,
+                "manifests_checked": r.manifests_checked,
+                "counts": counts,
+                "findings": findings,
+                "unrepaired": r.unrepaired(),
+            })
+        );
+    } else {
+        output::pairs(
+            ctx,
+            &[
+                ("blobs checked", r.blobs_checked.to_string()),
+                ("bytes checked", r.bytes_checked.to_string()),
+                ("repositories", r.repositories.to_string()),
+                ("links checked", r.links_checked.to_string()),
+                ("manifests checked", r.manifests_checked.to_string()),
+                ("problems", r.findings.len().to_string()),
+                ("unrepaired", r.unrepaired().to_string()),
+            ],
+        );
+        if !r.is_clean() {
+            let rows: Vec<Vec<String>> = r
+                .findings
+                .iter()
+                .map(|f| {
+                    let done = match (&f.quarantined, f.repaired) {
+                        (Some(q), _) => format!("quarantined to {q}"),
+                        (None, true) => "removed".to_owned(),
+                        (None, false) => "-".to_owned(),
+                    };
+                    vec![f.damage.kind().to_owned(), damage_object(&f.damage), done]
+                })
+                .collect();
+            output::table(ctx, &["KIND", "OBJECT", "REPAIR"], &rows);
+        }
+    }
+    match r.unrepaired() {
+        0 => Ok(()),
+        n => Err(Error::new(
+            ErrorKind::Corrupt,
+            "fsck",
+            stores::registry_dir(ctx).display(),
+            format!("{n} problem(s) left unrepaired"),
+        )),
+    }
 }
 
 /// The image manifest for this machine's platform: `name` itself, or the matching child
