@@ -391,13 +391,23 @@ pub fn collect(reg: &Registry, mut opts: GcOptions<'_>) -> Result<GcReport> {
     doomed.sort();
     report.manifests_missing.sort();
     if !opts.dry_run {
+        let mut by_repo: HashMap<&str, HashSet<&Digest>> = HashMap::new();
         for (repo, d) in &doomed {
+            by_repo.entry(repo.as_str()).or_default().insert(d);
+        }
+        for (repo, gone) in by_repo {
+            // One listing per tag's history, not one lookup per tag and manifest.
             for tag in list_or_empty(reg, &layout::tags(repo))? {
-                let entry = layout::tag_index(repo, tag.file_name(), d);
-                delete_if_there(reg, &entry.parent().expect("a link has a directory"))?;
+                for (d, dir) in linked_digests(reg, &tag.join("index")?)? {
+                    if gone.contains(&d) {
+                        delete_if_there(reg, &dir)?;
+                    }
+                }
             }
-            let rev = layout::revision_link(repo, d);
-            delete_if_there(reg, &rev.parent().expect("a link has a directory"))?;
+            for d in gone {
+                let rev = layout::revision_link(repo, d);
+                delete_if_there(reg, &rev.parent().expect("a link has a directory"))?;
+            }
         }
     }
     report.manifests_deleted = doomed;
