@@ -59,10 +59,11 @@ fn killed_writers_lose_nothing_they_acknowledged() {
         verify(root, &acked);
     }
     eprintln!(
-        "{kills} kills, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, in {:.1} s",
+        "{kills} kills, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, {} collections, in {:.1} s",
         acked.layers.len(),
         acked.blobs.len(),
         acked.volumes.len(),
+        acked.collections,
         start.elapsed().as_secs_f64()
     );
     assert!(lines > 0, "the children never got to acknowledge anything");

@@ -135,10 +135,11 @@ fn acknowledged_objects_survive_a_power_cut() {
         verify(&root, &acked);
     }
     eprintln!(
-        "{cuts} power cuts, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, in {:.1} s",
+        "{cuts} power cuts, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, {} collections, in {:.1} s",
         acked.layers.len(),
         acked.blobs.len(),
         acked.volumes.len(),
+        acked.collections,
         start.elapsed().as_secs_f64()
     );
     assert!(lines > 0, "the children never got to acknowledge anything");
