@@ -1,6 +1,7 @@
 //! Without this, the store could build a different tree than `umoci unpack` from a real
 //! image's layers (a debootstrap base, changes, an opaque directory, special files), or
-//! name them with other chain IDs. Runs only with `CARGOHOLD_CORPUS` pointing at a corpus
+//! name them with other chain IDs — with vfs, with btrfs (layers as snapshots), or in
+//! overlay's merged view. Runs only with `CARGOHOLD_CORPUS` pointing at a corpus
 //! made by the project's corpus script; `CARGOHOLD_TEST_TMPDIR` picks the scratch fs.
 
 use std::collections::HashSet;
@@ -52,8 +53,8 @@ fn listing(root: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
+/// The corpus, or `None` (with the reason printed) when the test command built none.
+fn corpus_or_nothing() -> Option<PathBuf> {
     let Some(corpus) = corpus() else {
         // Not a skip in disguise: without a corpus there is nothing to compare against.
         // CI sets CARGOHOLD_CORPUS where it has built one.
@@ -62,14 +63,21 @@ fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
             "CARGOHOLD_REQUIRE_CORPUS is set (the test command built a corpus) but CARGOHOLD_CORPUS is not"
         );
         eprintln!("CARGOHOLD_CORPUS is not set; nothing to compare");
-        return;
+        return None;
     };
-    let scratch = match std::env::var_os("CARGOHOLD_TEST_TMPDIR") {
+    Some(corpus)
+}
+
+fn scratch() -> tempfile::TempDir {
+    match std::env::var_os("CARGOHOLD_TEST_TMPDIR") {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }
-    .unwrap();
-    let store = LayerStore::open(scratch.path().join("store"), DriverChoice::Vfs).unwrap();
+    .unwrap()
+}
+
+/// Apply the four corpus layers (gzip) in order, checking their IDs; the top chain ID.
+fn apply_corpus(store: &LayerStore, corpus: &Path) -> Digest {
     let mut parent: Option<Digest> = None;
     for name in ["1-base", "2-changes", "3-opaque", "4-special"] {
         let plain = corpus.join("layers").join(format!("{name}.tar"));
@@ -90,9 +98,13 @@ fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
         assert_eq!(layer.chain_id, chain_id(parent.as_ref(), &diff_id));
         parent = Some(layer.chain_id);
     }
-    let top = store.layer_dir(parent.as_ref().unwrap()).unwrap();
+    parent.unwrap()
+}
+
+/// The tree at `top` is the one `umoci unpack` made of the same image.
+fn assert_like_umoci(top: &Path, corpus: &Path, driver: &str) {
     let reference = corpus.join("unpacked-v1/rootfs");
-    let (ours, theirs) = (listing(&top), listing(&reference));
+    let (ours, theirs) = (listing(top), listing(&reference));
     let (ours_set, theirs_set): (HashSet<_>, HashSet<_>) =
         (ours.iter().collect(), theirs.iter().collect());
     let only_ours: Vec<_> = ours
@@ -107,6 +119,83 @@ fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
         .collect();
     assert!(
         only_ours.is_empty() && only_theirs.is_empty(),
-        "differs from umoci:\nours only: {only_ours:#?}\numoci only: {only_theirs:#?}"
+        "{driver} differs from umoci:\nours only: {only_ours:#?}\numoci only: {only_theirs:#?}"
     );
+}
+
+#[test]
+fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
+    let Some(corpus) = corpus_or_nothing() else {
+        return;
+    };
+    let scratch = scratch();
+    let store = LayerStore::open(scratch.path().join("store"), DriverChoice::Vfs).unwrap();
+    let top = apply_corpus(&store, &corpus);
+    assert_like_umoci(&store.layer_dir(&top).unwrap(), &corpus, "vfs");
+}
+
+/// A btrfs filesystem on a sparse image, mounted; lazily unmounted on drop.
+struct BtrfsMount(PathBuf);
+
+impl Drop for BtrfsMount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+#[test]
+fn btrfs_and_overlay_build_the_same_tree_from_the_corpus() {
+    let Some(corpus) = corpus_or_nothing() else {
+        return;
+    };
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts a loop btrfs and an overlay: run it as root"
+    );
+    let scratch = scratch();
+
+    // btrfs: every layer a snapshot of its parent, the top one complete.
+    let image = scratch.path().join("btrfs.img");
+    File::create(&image).unwrap().set_len(2 << 30).unwrap();
+    let out = Command::new("mkfs.btrfs")
+        .arg("-q")
+        .arg(&image)
+        .output()
+        .expect("mkfs.btrfs (btrfs-progs) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mnt = scratch.path().join("btrfs");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -o loop of a btrfs image");
+    let guard = BtrfsMount(mnt.clone());
+    let store = LayerStore::open(mnt.join("store"), DriverChoice::Btrfs).unwrap();
+    let top = apply_corpus(&store, &corpus);
+    assert_like_umoci(&store.layer_dir(&top).unwrap(), &corpus, "btrfs");
+    drop(store);
+    drop(guard);
+
+    // overlay: the merged view of a container on the top layer.
+    let store = LayerStore::open(scratch.path().join("overlay"), DriverChoice::Overlay).unwrap();
+    let top = apply_corpus(&store, &corpus);
+    store
+        .prepare_container("view", Some(&top), Default::default())
+        .unwrap();
+    let target = scratch.path().join("merged");
+    std::fs::create_dir(&target).unwrap();
+    store.mount("view", &target).unwrap();
+    let listed = std::panic::catch_unwind(|| assert_like_umoci(&target, &corpus, "overlay"));
+    store.unmount(&target).unwrap();
+    layerstore::Driver::remove(&store, "view").unwrap();
+    if let Err(e) = listed {
+        std::panic::resume_unwind(e);
+    }
 }
