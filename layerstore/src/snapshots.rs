@@ -450,7 +450,12 @@ impl Snapshots {
     ) -> Result<Record> {
         validate_key(op, name)?;
         let usage = match kind {
-            Kind::Committed => Some(self.usage_of(&build.id, &build.path, build.tmp.dir())?),
+            Kind::Committed => Some(self.usage_of(
+                &build.id,
+                &build.path,
+                build.tmp.dir(),
+                build.parent_ids.first().map(String::as_str),
+            )?),
             _ => None,
         };
         let _lock = self.lock()?;
@@ -510,8 +515,30 @@ impl Snapshots {
         Ok(())
     }
 
-    fn usage_of(&self, id: &str, path: &Path, dir: &Dir) -> Result<Usage> {
-        self.backend.usage(&SnapshotDir { id, path, dir })
+    /// The backend's usage of a snapshot, told its parent's directory (by id).
+    fn usage_of(&self, id: &str, path: &Path, dir: &Dir, parent: Option<&str>) -> Result<Usage> {
+        let snap = SnapshotDir { id, path, dir };
+        match parent {
+            None => self.backend.usage(&snap, None),
+            Some(pid) => {
+                let pdir = self.snaps.open_dir(OsStr::new(pid))?;
+                let ppath = self.root.path().join(SNAPSHOTS).join(pid);
+                let parent = SnapshotDir {
+                    id: pid,
+                    path: &ppath,
+                    dir: &pdir,
+                };
+                self.backend.usage(&snap, Some(&parent))
+            }
+        }
+    }
+
+    /// The directory id of `rec`'s parent, if it has one.
+    fn parent_id(&self, rec: &Record) -> Result<Option<String>> {
+        rec.parent
+            .as_deref()
+            .map(|p| self.get(p).map(|r| r.id))
+            .transpose()
     }
 
     /// Create the active snapshot or view `key` on `parent` and return its mounts.
@@ -609,7 +636,8 @@ impl Snapshots {
         }
         let dir = self.snaps.open_dir(OsStr::new(&rec.id))?;
         let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
-        let usage = self.usage_of(&rec.id, &path, &dir)?;
+        let parent_id = self.parent_id(&rec)?;
+        let usage = self.usage_of(&rec.id, &path, &dir, parent_id.as_deref())?;
         // Nothing of a container was synced (see the module docs): its directory, its
         // files. Make them as durable as an applied layer's (one `syncfs`, as apply
         // does) before a durable record names them, outside the store lock.
@@ -701,7 +729,8 @@ impl Snapshots {
         }
         let dir = self.snaps.open_dir(OsStr::new(&rec.id))?;
         let path = self.root.path().join(SNAPSHOTS).join(&rec.id);
-        self.usage_of(&rec.id, &path, &dir)
+        let parent_id = self.parent_id(&rec)?;
+        self.usage_of(&rec.id, &path, &dir, parent_id.as_deref())
     }
 
     /// Entries a check can list to see that nothing was left behind: temporary entries

@@ -2,7 +2,8 @@
 //! finds every change and writes the tar a full comparison writes. Without this, the
 //! inode-and-change-time shortcut could miss a change that keeps size and mtime (a
 //! rewrite in place with the mtime set back, a chmod, an xattr, a new hardlink), or
-//! write a tar that differs from what vfs and overlay export for the same change.
+//! write a tar that differs from what vfs and overlay export for the same change; and
+//! a container's usage could count the whole tree it shares with its image.
 
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
@@ -162,6 +163,14 @@ fn snapshot_diff_finds_every_change_and_writes_the_full_comparisons_tar() {
         "the snapshot diff's tar differs from the full comparison's"
     );
     assert_eq!(e.changes, changes);
+
+    // Usage counts the container's own changes, not the tree it shares with its parent.
+    let base_usage = store.usage(&base.chain_id.to_string()).unwrap();
+    let own = store.usage("c").unwrap();
+    assert!(
+        own.inodes >= 4 && own.inodes < base_usage.inodes / 4,
+        "container usage {own:?} against its image's {base_usage:?}"
+    );
 
     drop(parent);
     drop(child);

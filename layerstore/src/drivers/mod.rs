@@ -89,9 +89,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         parent.remove_all(name)
     }
 
-    /// Disk usage of `snap`'s own data (never walking its parents). The default walks
-    /// [`CONTENT_DIR`].
-    fn usage(&self, snap: &SnapshotDir<'_>) -> Result<Usage> {
+    /// Disk usage of `snap`'s own data (never counting its parents'); `parent` is its
+    /// nearest parent, for drivers whose snapshots share their parent's files. The
+    /// default walks [`CONTENT_DIR`].
+    fn usage(&self, snap: &SnapshotDir<'_>, parent: Option<&SnapshotDir<'_>>) -> Result<Usage> {
+        let _ = parent;
         tree_usage(&snap.dir.open_dir(OsStr::new(CONTENT_DIR))?)
     }
 }

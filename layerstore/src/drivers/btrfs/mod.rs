@@ -13,12 +13,16 @@ mod ioctl;
 
 use std::ffi::OsStr;
 
+use std::collections::HashSet;
+
+use cargohold_core::root::{FileType, Stat};
 use cargohold_core::{Dir, Error, ErrorKind, Result};
 
 pub use ioctl::{create_subvolume, destroy, is_btrfs, is_subvolume_root, set_readonly, snapshot};
 
 use crate::Mount;
-use crate::drivers::{Backend, CONTENT_DIR, Layout, SnapshotDir};
+use crate::Usage;
+use crate::drivers::{Backend, CONTENT_DIR, Layout, SnapshotDir, tree_usage};
 
 /// The btrfs backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -96,4 +100,66 @@ impl Backend for Btrfs {
             lowerdirs: Vec::new(),
         }])
     }
+
+    /// The snapshot's own changes: what differs from the parent at the same path
+    /// (another inode number, change time or size — the rule of
+    /// `archive::export_snapshot_diff`); the files the snapshot still shares with its
+    /// parent are not counted. Directories are always walked (a change below one does
+    /// not move its change time) and counted only when they changed themselves.
+    fn usage(&self, snap: &SnapshotDir<'_>, parent: Option<&SnapshotDir<'_>>) -> Result<Usage> {
+        let content = OsStr::new(CONTENT_DIR);
+        let dir = snap.dir.open_dir(content)?;
+        let Some(parent) = parent else {
+            return tree_usage(&dir);
+        };
+        let pdir = parent.dir.open_dir(content)?;
+        let mut usage = Usage::default();
+        let mut seen = HashSet::new();
+        own_usage(&dir, Some(&pdir), &mut seen, &mut usage)?;
+        Ok(usage)
+    }
+}
+
+/// Whether two stats are the same untouched file of a snapshot and its parent.
+fn same_inode(a: &Stat, b: &Stat) -> bool {
+    a.st_ino == b.st_ino
+        && a.st_ctime == b.st_ctime
+        && a.st_ctime_nsec == b.st_ctime_nsec
+        && a.st_size == b.st_size
+}
+
+fn own_usage(
+    dir: &Dir,
+    parent: Option<&Dir>,
+    seen: &mut HashSet<u64>,
+    usage: &mut Usage,
+) -> Result<()> {
+    for (name, kind) in dir.entries()? {
+        let st = dir.stat(&name)?;
+        let before = match parent {
+            Some(p) => match p.stat(&name) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let unchanged = before.as_ref().is_some_and(|b| same_inode(&st, b));
+        if !unchanged && (st.st_nlink <= 1 || seen.insert(st.st_ino)) {
+            usage.inodes += 1;
+            usage.size += st.st_blocks as u64 * 512;
+        }
+        if kind == FileType::Directory {
+            let sub_parent = match &before {
+                Some(b) if FileType::from_raw_mode(b.st_mode) == FileType::Directory => Some(
+                    parent
+                        .expect("a parent stat comes from a parent")
+                        .open_dir(&name)?,
+                ),
+                _ => None,
+            };
+            own_usage(&dir.open_dir(&name)?, sub_parent.as_ref(), seen, usage)?;
+        }
+    }
+    Ok(())
 }
