@@ -109,6 +109,20 @@ pub fn assert_clean(root: &Path) {
     assert!(bad.is_empty(), "left behind: {bad:?}");
 }
 
+/// Try to take a lock file, a few times over a second: a process another test thread
+/// is starting holds a copy of every descriptor open at its `fork` until its `exec`
+/// closes them, so a lock released a moment ago can look held for that long. A leaked
+/// lock stays held.
+fn probe_lock(dir: &Dir, name: &OsStr) -> cargohold_core::Result<Option<FileLock>> {
+    for _ in 0..20 {
+        if let Some(l) = FileLock::try_lock(dir, name, LockMode::Exclusive)? {
+            return Ok(Some(l));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    FileLock::try_lock(dir, name, LockMode::Exclusive)
+}
+
 fn scan(dir: &Dir, at: &Path, bad: &mut Vec<String>) {
     for (name, kind) in dir.entries().expect("list") {
         let path = at.join(&name);
@@ -117,7 +131,7 @@ fn scan(dir: &Dir, at: &Path, bad: &mut Vec<String>) {
         }
         if kind == FileType::RegularFile && Path::new(&name).extension() == Some(OsStr::new("lock"))
         {
-            match FileLock::try_lock(dir, &name, LockMode::Exclusive) {
+            match probe_lock(dir, &name) {
                 Ok(Some(_)) => {}
                 Ok(None) => bad.push(format!("lock still held {}", path.display())),
                 Err(e) => bad.push(format!("lock {}: {e}", path.display())),
