@@ -458,6 +458,13 @@ impl Snapshots {
             )?),
             _ => None,
         };
+        if kind == Kind::Committed {
+            self.backend.seal(&SnapshotDir {
+                id: &build.id,
+                path: &build.path,
+                dir: build.tmp.dir(),
+            })?;
+        }
         let _lock = self.lock()?;
         if self.exists(name)? {
             return Err(Error::new(ErrorKind::AlreadyExists, op, name, "name taken"));
@@ -674,6 +681,11 @@ impl Snapshots {
             layer,
             ..rec.clone()
         };
+        self.backend.seal(&SnapshotDir {
+            id: &rec.id,
+            path: &path,
+            dir: &dir,
+        })?;
         if let Some(p) = &new.parent {
             self.add_child(p, name)?;
         }

@@ -3,7 +3,8 @@
 //! inode-and-change-time shortcut could miss a change that keeps size and mtime (a
 //! rewrite in place with the mtime set back, a chmod, an xattr, a new hardlink), or
 //! write a tar that differs from what vfs and overlay export for the same change; and
-//! a container's usage could count the whole tree it shares with its image.
+//! a container's usage could count the whole tree it shares with its image, or a
+//! committed layer stay writable.
 
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
@@ -163,6 +164,14 @@ fn snapshot_diff_finds_every_change_and_writes_the_full_comparisons_tar() {
         "the snapshot diff's tar differs from the full comparison's"
     );
     assert_eq!(e.changes, changes);
+
+    // A committed layer is a read-only subvolume.
+    let err = std::fs::write(store.layer_dir(&base.chain_id).unwrap().join("x"), b"x")
+        .expect_err("a committed layer is writable");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::ROFS.raw_os_error())
+    );
 
     // Usage counts the container's own changes, not the tree it shares with its parent.
     let base_usage = store.usage(&base.chain_id.to_string()).unwrap();

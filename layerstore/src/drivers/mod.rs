@@ -89,6 +89,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         parent.remove_all(name)
     }
 
+    /// `snap` is about to become a committed snapshot: make its content immutable if the
+    /// driver can (btrfs: a read-only subvolume). Called once, before its record is
+    /// written; the default does nothing.
+    fn seal(&self, snap: &SnapshotDir<'_>) -> Result<()> {
+        let _ = snap;
+        Ok(())
+    }
+
     /// Disk usage of `snap`'s own data (never counting its parents'); `parent` is its
     /// nearest parent, for drivers whose snapshots share their parent's files. The
     /// default walks [`CONTENT_DIR`].

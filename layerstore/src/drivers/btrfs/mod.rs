@@ -101,6 +101,12 @@ impl Backend for Btrfs {
         }])
     }
 
+    /// A committed snapshot's subvolume becomes read-only (children are writable
+    /// snapshots of it; destroying it needs no flag change).
+    fn seal(&self, snap: &SnapshotDir<'_>) -> Result<()> {
+        set_readonly(snap.dir.open_dir(OsStr::new(CONTENT_DIR))?, true)
+    }
+
     /// The snapshot's own changes: what differs from the parent at the same path
     /// (another inode number, change time or size — the rule of
     /// `archive::export_snapshot_diff`); the files the snapshot still shares with its
