@@ -122,6 +122,9 @@ pub fn child(root: &Path) -> ! {
         say(&mut out, format!("populated {name}"));
         if i > 0 {
             let prev = format!("vol{}", seed - 1);
+            // Said before the call: a kill after the removal but before "removed" must
+            // not count the volume as still acknowledged.
+            say(&mut out, format!("removing {prev}"));
             vols.remove(&prev).unwrap();
             say(&mut out, format!("removed {prev}"));
         }
@@ -157,7 +160,7 @@ impl Acked {
             ["populated", n] => {
                 self.populated.insert(n.to_string());
             }
-            ["removed", n] => {
+            ["removing", n] | ["removed", n] => {
                 self.volumes.remove(*n);
                 self.populated.remove(*n);
             }

@@ -52,12 +52,12 @@ pub struct State {
     /// The driver options as given at creation.
     #[serde(default)]
     pub options: Options,
-    /// The mount ids holding the volume (kept in [`HOLDERS`]; read from the state file
+    /// The mount ids holding the volume (kept in `cargohold-holders.json`; read from the state file
     /// only as stores written before the split kept them).
     #[serde(default, skip_serializing)]
     pub holders: BTreeSet<String>,
     /// The boot the holders were taken in (`/proc/sys/kernel/random/boot_id`); holders
-    /// from another boot are stale. Kept in [`HOLDERS`] like the holders.
+    /// from another boot are stale. Kept in `cargohold-holders.json` like the holders.
     #[serde(default, skip_serializing)]
     pub boot_id: Option<String>,
     /// Whether `populate` already ran (it copies once).
