@@ -107,6 +107,16 @@ def test_rust_and_python_processes_share_one_root(tmp_path):
     root = str(tmp_path / "root")
     with cargohold.VolumeStore(os.path.join(root, "volumes")) as vols:
         vols.create("shared", options={"type": "tmpfs", "device": "tmpfs", "o": "size=16m"})
+    try:
+        _share_one_root(tmp_path, root)
+    finally:
+        # Whatever failed, no tmpfs stays mounted under the test's directory.
+        with cargohold.VolumeStore(os.path.join(root, "volumes")) as vols:
+            if "shared" in vols:
+                vols.remove("shared", force=True)
+
+
+def _share_one_root(tmp_path, root):
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_python_worker, args=(root, w, SECONDS, out)) for w in range(3)]
