@@ -6,54 +6,14 @@
 //! a container's usage could count the whole tree it shares with its image, or a
 //! committed layer stay writable.
 
+mod btrfs_support;
+
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 
+use btrfs_support::mount_btrfs;
 use layerstore::archive::{self, ChangeKind};
 use layerstore::{ApplyOptions, Driver as _, DriverChoice, LayerStore};
-
-/// A btrfs filesystem on a sparse image, mounted; lazily unmounted on drop.
-struct BtrfsMount(std::path::PathBuf);
-
-impl Drop for BtrfsMount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
-fn mount_btrfs(dir: &Path) -> BtrfsMount {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the btrfs tests mount a loop device: run them as root"
-    );
-    let image = dir.join("btrfs.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    let out = Command::new("mkfs.btrfs")
-        .arg("-q")
-        .arg(&image)
-        .output()
-        .expect("mkfs.btrfs (btrfs-progs) is needed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mnt = dir.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount -o loop of a btrfs image");
-    BtrfsMount(mnt)
-}
 
 fn base_layer() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -84,7 +44,7 @@ fn base_layer() -> Vec<u8> {
 #[test]
 fn snapshot_diff_finds_every_change_and_writes_the_full_comparisons_tar() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = mount_btrfs(tmp.path());
+    let m = mount_btrfs(tmp.path(), 256 << 20);
     let store = LayerStore::open(m.0.join("store"), DriverChoice::Btrfs).unwrap();
     let base = store
         .apply_layer(

@@ -4,57 +4,17 @@
 #![cfg(feature = "conformance")]
 
 use std::path::Path;
-use std::process::Command;
 
+mod btrfs_support;
+
+use btrfs_support::mount_btrfs;
 use layerstore::conformance::{Fixture, scratch_dir};
 use layerstore::drivers::btrfs::{Btrfs, is_subvolume_root};
 use layerstore::{Driver, Labels};
 
-/// A btrfs filesystem on a sparse image, mounted; lazily unmounted on drop (the loop
-/// device goes with the last reference).
-struct BtrfsMount(std::path::PathBuf);
-
-impl Drop for BtrfsMount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
-fn mount_btrfs(dir: &Path) -> BtrfsMount {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the btrfs tests mount a loop device: run them as root"
-    );
-    let image = dir.join("btrfs.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    let out = Command::new("mkfs.btrfs")
-        .arg("-q")
-        .arg(&image)
-        .output()
-        .expect("mkfs.btrfs (btrfs-progs) is needed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mnt = dir.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount -o loop of a btrfs image");
-    BtrfsMount(mnt)
-}
-
 fn fixture_with(open: impl FnOnce(&Path) -> Box<dyn Driver>) -> Fixture {
     let tempdir = scratch_dir();
-    let m = mount_btrfs(tempdir.path());
+    let m = mount_btrfs(tempdir.path(), 256 << 20);
     let root = m.0.join("store");
     let driver = open(&root);
     Fixture {
@@ -132,7 +92,7 @@ fn the_driver_refuses_a_store_not_on_btrfs() {
 #[test]
 fn auto_chooses_btrfs_on_btrfs_and_keeps_it() {
     let tempdir = scratch_dir();
-    let m = mount_btrfs(tempdir.path());
+    let m = mount_btrfs(tempdir.path(), 256 << 20);
     let root = m.0.join("store");
     let s = layerstore::LayerStore::open(&root, layerstore::DriverChoice::Auto).unwrap();
     assert_eq!(s.snapshots().backend().name(), "btrfs");

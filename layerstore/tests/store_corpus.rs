@@ -4,11 +4,14 @@
 //! overlay's merged view. Runs only with `CARGOHOLD_CORPUS` pointing at a corpus
 //! made by the project's corpus script; `CARGOHOLD_TEST_TMPDIR` picks the scratch fs.
 
+mod btrfs_support;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use btrfs_support::mount_btrfs;
 use cargohold_core::Digest;
 use layerstore::{ApplyOptions, DriverChoice, LayerStore, chain_id};
 
@@ -134,15 +137,6 @@ fn the_four_corpus_layers_build_the_tree_umoci_unpacks() {
     assert_like_umoci(&store.layer_dir(&top).unwrap(), &corpus, "vfs");
 }
 
-/// A btrfs filesystem on a sparse image, mounted; lazily unmounted on drop.
-struct BtrfsMount(PathBuf);
-
-impl Drop for BtrfsMount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
 #[test]
 fn btrfs_and_overlay_build_the_same_tree_from_the_corpus() {
     let Some(corpus) = corpus_or_nothing() else {
@@ -155,28 +149,8 @@ fn btrfs_and_overlay_build_the_same_tree_from_the_corpus() {
     let scratch = scratch();
 
     // btrfs: every layer a snapshot of its parent, the top one complete.
-    let image = scratch.path().join("btrfs.img");
-    File::create(&image).unwrap().set_len(2 << 30).unwrap();
-    let out = Command::new("mkfs.btrfs")
-        .arg("-q")
-        .arg(&image)
-        .output()
-        .expect("mkfs.btrfs (btrfs-progs) is needed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mnt = scratch.path().join("btrfs");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount -o loop of a btrfs image");
-    let guard = BtrfsMount(mnt.clone());
+    let guard = mount_btrfs(scratch.path(), 2 << 30);
+    let mnt = guard.0.clone();
     let store = LayerStore::open(mnt.join("store"), DriverChoice::Btrfs).unwrap();
     let top = apply_corpus(&store, &corpus);
     assert_like_umoci(&store.layer_dir(&top).unwrap(), &corpus, "btrfs");
