@@ -255,6 +255,20 @@ impl Root {
     /// and for further `*at` operations.
     pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<Dir> {
         let rel = rel.as_ref();
+        // With openat2 the directory is opened for reading in the confined walk itself:
+        // `O_DIRECTORY` refuses anything else before it is opened, so there is no fifo or
+        // device to guard against and no need for an `O_PATH` step and a reopen.
+        if self.resolver == Resolver::Openat2 {
+            let rel = if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            };
+            let fd = self
+                .resolve_open(rel, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| self.err("open dir", rel, e))?;
+            return Ok(Dir { fd });
+        }
         let path_fd = self
             .resolve(rel, true, OFlags::DIRECTORY)
             .map_err(|e| self.err("open dir", rel, e))?;
