@@ -224,14 +224,39 @@ impl LayerStore {
         FileLock::lock(self.snaps.locks(), OsStr::new(&name), LockMode::Exclusive)
     }
 
+    /// The lock of "the stream with this digest applied on `parent`", for an apply that
+    /// knows the compressed digest but not the diff ID.
+    fn stream_lock(&self, parent: Option<&Digest>, compressed: &Digest) -> Result<FileLock> {
+        let key = chain_id(parent, compressed);
+        let name = format!("stream-{}.lock", &key.hex()[..32]);
+        FileLock::lock(self.snaps.locks(), OsStr::new(&name), LockMode::Exclusive)
+    }
+
+    /// The layer applied on `parent` from a stream with the digest `compressed`: a plain
+    /// tar's digest is its diff ID, a compressed one is recorded with the layer.
+    fn existing_from_stream(
+        &self,
+        parent: Option<&Digest>,
+        compressed: &Digest,
+    ) -> Result<Option<Layer>> {
+        if let Some(l) = self.existing(&chain_id(parent, compressed))? {
+            return Ok(Some(l));
+        }
+        Ok(self.layers()?.into_iter().find(|l| {
+            l.parent.as_ref() == parent && l.compressed_digest.as_ref() == Some(compressed)
+        }))
+    }
+
     /// Apply the OCI layer tar (plain, gzip or zstd) from `reader` on top of the layer
     /// `parent`, returning the layer.
     ///
     /// Rules: the same tar on the same parent yields the existing layer without
-    /// extracting again (with `expected_diff_id`, without reading `reader` at all); a
-    /// layer being built is invisible until complete; concurrent applies of one layer
-    /// extract it once; `NotFound` for a missing parent; `DigestMismatch` when the tar
-    /// does not match an expected digest (nothing is kept).
+    /// extracting again (with `expected_diff_id` or `expected_compressed_digest`, without
+    /// reading `reader` at all); a layer being built is invisible until complete;
+    /// concurrent applies of one layer extract it once when either digest is given
+    /// (without one, each reads its stream to learn what it holds, and all but the first
+    /// to finish drop their copy); `NotFound` for a missing parent; `DigestMismatch` when
+    /// the tar does not match an expected digest (nothing is kept).
     pub fn apply_layer(
         &self,
         reader: &mut (dyn Read + Send),
@@ -259,7 +284,19 @@ impl LayerStore {
                 }
                 Some(lock)
             }
-            None => None,
+            None => match &opts.expected_compressed_digest {
+                Some(compressed) => {
+                    if let Some(l) = self.existing_from_stream(parent, compressed)? {
+                        return Ok(l);
+                    }
+                    let lock = self.stream_lock(parent, compressed)?;
+                    if let Some(l) = self.existing_from_stream(parent, compressed)? {
+                        return Ok(l);
+                    }
+                    Some(lock)
+                }
+                None => None,
+            },
         };
         let build = self.snaps.begin("apply", parent_name.as_deref())?;
         let target = build.content()?;
@@ -276,9 +313,11 @@ impl LayerStore {
         )?;
         self.extractions.fetch_add(1, Ordering::Relaxed);
         let chain = chain_id(parent, &applied.diff_id);
-        let _late = match _held {
-            Some(_) => None,
-            None => {
+        // Unless the chain's own lock is held, take it now: another process may be
+        // applying the same layer under it (knowing its diff ID, or another stream).
+        let _late = match (&known, &_held) {
+            (Some(_), _) => None,
+            _ => {
                 let lock = self.chain_lock(&chain)?;
                 if let Some(l) = self.existing(&chain)? {
                     return Ok(l); // the build is dropped and removed

@@ -12,6 +12,7 @@ use layerstore::{ApplyOptions, DriverChoice, LayerStore};
 const ROLE: &str = "CARGOHOLD_TEST_CHILD_ROLE";
 const STORE: &str = "CARGOHOLD_TEST_CHILD_STORE";
 const DIFF: &str = "CARGOHOLD_TEST_CHILD_DIFF_ID";
+const COMPRESSED: &str = "CARGOHOLD_TEST_CHILD_COMPRESSED";
 
 fn tar_of(tag: u8, files: usize) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -35,6 +36,9 @@ fn child_apply() {
     let store = LayerStore::open(std::env::var_os(STORE).unwrap(), DriverChoice::Vfs).unwrap();
     let opts = ApplyOptions {
         expected_diff_id: std::env::var(DIFF).ok().map(|d| Digest::parse(&d).unwrap()),
+        expected_compressed_digest: std::env::var(COMPRESSED)
+            .ok()
+            .map(|d| Digest::parse(&d).unwrap()),
         ..Default::default()
     };
     let layer = store
@@ -49,6 +53,15 @@ fn child_apply() {
 }
 
 fn spawn(test: &str, root: &Path, diff: Option<&Digest>) -> Child {
+    spawn_with(test, root, diff, None)
+}
+
+fn spawn_with(
+    test: &str,
+    root: &Path,
+    diff: Option<&Digest>,
+    compressed: Option<&Digest>,
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ROLE, "apply")
@@ -57,6 +70,9 @@ fn spawn(test: &str, root: &Path, diff: Option<&Digest>) -> Child {
         .stdout(Stdio::piped());
     if let Some(d) = diff {
         cmd.env(DIFF, d.to_string());
+    }
+    if let Some(d) = compressed {
+        cmd.env(COMPRESSED, d.to_string());
     }
     cmd.spawn().unwrap()
 }
@@ -218,4 +234,64 @@ fn three_processes_without_a_known_diff_id_agree_on_one_layer() {
         1,
         "the losers' builds were not thrown away"
     );
+}
+
+#[test]
+fn three_processes_knowing_only_the_compressed_digest_extract_once() {
+    if std::env::var_os(ROLE).is_some() {
+        return child_apply();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("store");
+    drop(LayerStore::open(&root, DriverChoice::Vfs).unwrap());
+    let tar = tar_of(5, 100);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let compressed = Digest::sha256(&gz);
+    let name = "three_processes_knowing_only_the_compressed_digest_extract_once";
+    let mut children: Vec<Child> = (0..3)
+        .map(|_| spawn_with(name, &root, None, Some(&compressed)))
+        .collect();
+    let feeders: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            let mut stdin = c.stdin.take().unwrap();
+            let gz = gz.clone();
+            std::thread::spawn(move || {
+                // A child that finds the layer made returns without reading its stdin.
+                let _ = stdin.write_all(&gz);
+            })
+        })
+        .collect();
+    let results: Vec<_> = children.into_iter().map(finish).collect();
+    for f in feeders {
+        f.join().unwrap();
+    }
+    let want = Digest::sha256(&tar).to_string();
+    assert!(results.iter().all(|(c, _)| c == &want), "{results:?}");
+    let total: u64 = results.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        total, 1,
+        "one extraction among three processes: {results:?}"
+    );
+    let store = LayerStore::open(&root, DriverChoice::Vfs).unwrap();
+    let layers = store.layers().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0].compressed_digest.as_ref(), Some(&compressed));
+    assert!(store.snapshots().leftovers().unwrap().is_empty());
+
+    // Later, in this process: the same stream again is found without reading it.
+    let again = store
+        .apply_layer(
+            &mut std::io::empty(),
+            None,
+            &ApplyOptions {
+                expected_compressed_digest: Some(compressed.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(again.chain_id.to_string(), want);
+    assert_eq!(store.extractions(), 0);
 }
