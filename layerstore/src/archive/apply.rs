@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use cargohold_core::root::{FileType, Owner};
 use cargohold_core::{
@@ -19,6 +19,7 @@ use tar::EntryType;
 use super::Compression;
 use super::compression::decompressor;
 use super::path::sanitize;
+use super::pump;
 use super::stream::{Hashing, Limited, Position, Tracked, stream_err};
 
 const OP: &str = "apply layer";
@@ -131,66 +132,106 @@ fn apply_inner(
     opts: &ApplyOptions,
     hit: &Arc<AtomicBool>,
 ) -> Result<Applied> {
-    let mut raw = DigestReader::new(reader, Algorithm::Sha256);
-    let (compression, diff_id, uncompressed_size, entries) = {
-        let (compression, plain) = decompressor(&mut raw)?;
-        let limited = Limited {
-            inner: plain,
-            read: 0,
-            limit: opts.max_uncompressed_bytes.unwrap_or(u64::MAX),
-            hit: hit.clone(),
-        };
-        // A plain tar is hashed once, as read: its diff ID is that digest.
-        let mut diff = Hashing::new(
-            limited,
-            (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
-        );
-        let entries = {
-            let (tracked, position) = Tracked::new(BufReader::with_capacity(1 << 20, &mut diff));
+    let (tx, rx) = mpsc::sync_channel(pump::DEPTH);
+    let (free_tx, free_rx) = mpsc::channel();
+    let (consumed, produced) = std::thread::scope(|s| {
+        // Reading, decompressing and both digests on one thread...
+        let producer = s.spawn(move || -> Result<Option<Produced>> {
+            let mut raw = DigestReader::new(reader, Algorithm::Sha256);
+            let (compression, plain) = decompressor(&mut raw)?;
+            let limited = Limited {
+                inner: plain,
+                read: 0,
+                limit: opts.max_uncompressed_bytes.unwrap_or(u64::MAX),
+                hit: hit.clone(),
+            };
+            // A plain tar is hashed once, as read: its diff ID is that digest.
+            let mut diff = Hashing::new(
+                limited,
+                (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
+            );
+            let ended = pump::produce(&mut diff, &tx, &free_rx)
+                .map_err(|e| stream_err("layer stream", e))?;
+            drop(tx);
+            let (diff_hasher, size) = diff.finish();
+            let (compressed_digest, _) = raw.digest();
+            Ok(ended.then(|| Produced {
+                compression,
+                diff_id: match diff_hasher {
+                    Some(hasher) => hasher.finish(),
+                    None => compressed_digest.clone(),
+                },
+                compressed_digest,
+                size,
+            }))
+        });
+        // ...parsing and writing on this one.
+        let consumed = (|| -> Result<u64> {
+            let (tracked, position) = Tracked::new(pump::Chunks::new(rx, free_tx));
             let mut archive = tar::Archive::new(tracked);
             let mut applier = Applier {
                 position,
                 root: target,
                 lowers,
                 opts,
-                cache: None,
+                dirs: Vec::new(),
                 this_layer: HashSet::new(),
                 dir_times: Vec::new(),
                 buf: vec![0u8; 1 << 20],
             };
             let n = applier.run(&mut archive)?;
             applier.finish()?;
-            // What follows the end-of-archive blocks (padding) belongs to the digest.
+            // What follows the end-of-archive blocks (padding) belongs to the digests:
+            // the producer reads it; here it is drained to the end.
             let mut rest = archive.into_inner().into_inner();
             io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
-            n
-        };
-        io::copy(&mut diff, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
-        let (diff_hasher, size) = diff.finish();
-        (compression, diff_hasher, size, entries)
+            Ok(n)
+        })();
+        let produced = producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (consumed, produced)
+    });
+    // The producer's error is the cause when it has one (the consumer saw only that the
+    // stream broke); otherwise the consumer's.
+    let entries = match (produced, consumed) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(Some(p)), Ok(n)) => (p, n),
+        (Ok(None), Ok(_)) => {
+            return Err(Error::new(
+                ErrorKind::Io,
+                OP,
+                "layer",
+                "the stream was left unread",
+            ));
+        }
     };
-    io::copy(&mut raw, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
-    let (compressed_digest, _) = raw.digest();
-    let diff_id = match diff_id {
-        Some(hasher) => hasher.finish(),
-        None => compressed_digest.clone(),
-    };
+    let (p, entries) = entries;
     if let Some(want) = &opts.expected_compressed_digest {
-        want.verify(OP, &compressed_digest)?;
+        want.verify(OP, &p.compressed_digest)?;
     }
     if let Some(want) = &opts.expected_diff_id {
-        want.verify(OP, &diff_id)?;
+        want.verify(OP, &p.diff_id)?;
     }
     if opts.sync {
         rustix::fs::syncfs(target).map_err(|e| Error::errno(OP, "syncfs of the target", e))?;
     }
     Ok(Applied {
-        diff_id,
-        compressed_digest,
-        compression,
-        uncompressed_size,
+        diff_id: p.diff_id,
+        compressed_digest: p.compressed_digest,
+        compression: p.compression,
+        uncompressed_size: p.size,
         entries,
     })
+}
+
+/// What the producer thread found in the stream.
+struct Produced {
+    compression: Compression,
+    diff_id: Digest,
+    compressed_digest: Digest,
+    size: u64,
 }
 
 /// The metadata of one entry, from its header and PAX records.
@@ -282,8 +323,9 @@ struct Applier<'a> {
     root: &'a Root,
     lowers: &'a [&'a Root],
     opts: &'a ApplyOptions,
-    /// The last parent directory used, resolved once.
-    cache: Option<(PathBuf, Dir)>,
+    /// The directories from the root down to the last parent used, each opened once:
+    /// `dirs[i + 1]` is a child of `dirs[i]`, `dirs[0]` (when present) is the root.
+    dirs: Vec<(PathBuf, Rc<Dir>)>,
     /// Paths this layer created, which an opaque marker keeps.
     this_layer: HashSet<PathBuf>,
     /// Directory mtimes, restored at the end.
@@ -335,26 +377,66 @@ impl Applier<'_> {
     }
 
     /// The directory `parent`, created (0755, root-owned as the caller) when missing.
-    fn take_parent(&mut self, parent: &Path) -> Result<Dir> {
-        if let Some((p, d)) = self.cache.take() {
-            if p == parent {
-                return Ok(d);
-            }
+    ///
+    /// A tar lists a tree depth first, so the directories from the root down to the last
+    /// parent are kept open: going back up costs nothing and going down one level is one
+    /// `openat` of a plain name under a directory already confined (never following a
+    /// symlink). A symlink or anything else unusual on the way takes the confined
+    /// resolution from the root instead, which follows symlinks inside the root.
+    fn take_parent(&mut self, parent: &Path) -> Result<Rc<Dir>> {
+        let keep = self
+            .dirs
+            .iter()
+            .take_while(|(p, _)| parent.starts_with(p))
+            .count();
+        self.dirs.truncate(keep);
+        if self.dirs.is_empty() {
+            let root = self.root.open_dir("")?;
+            self.dirs.push((PathBuf::new(), Rc::new(root)));
         }
-        match self.root.open_dir(parent) {
-            Ok(d) => Ok(d),
-            Err(e) if e.kind() == ErrorKind::NotFound => self.root.mkdir_all(parent, 0o755),
-            Err(e) => Err(e),
+        let below = {
+            let (top, _) = self.dirs.last().expect("the root is there");
+            parent
+                .strip_prefix(top)
+                .expect("a kept directory is an ancestor")
+                .to_path_buf()
+        };
+        for name in below.iter() {
+            let (top_path, top) = self.dirs.last().expect("the root is there");
+            let path = top_path.join(name);
+            let next = match top.open_dir(name) {
+                Ok(d) => d,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    match top.mkdir(name, 0o755).and_then(|()| top.open_dir(name)) {
+                        Ok(d) => d,
+                        Err(_) => return self.resolve_parent(parent),
+                    }
+                }
+                // A symlink (or a non-directory) in the way: resolve it confined, which
+                // also names the whole path in an error.
+                Err(_) => return self.resolve_parent(parent),
+            };
+            self.dirs.push((path, Rc::new(next)));
         }
+        Ok(self.dirs.last().expect("the parent is there").1.clone())
     }
 
+    /// The directory `parent` resolved from the root (following symlinks inside it),
+    /// created when missing; not kept open.
+    fn resolve_parent(&mut self, parent: &Path) -> Result<Rc<Dir>> {
+        self.dirs.clear();
+        let dir = match self.root.open_dir(parent) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => self.root.mkdir_all(parent, 0o755)?,
+            Err(e) => return Err(e),
+        };
+        Ok(Rc::new(dir))
+    }
+
+    /// Close the kept directories at or under `path` (it is being removed or replaced).
     fn forget_under(&mut self, path: &Path) {
-        if self
-            .cache
-            .as_ref()
-            .is_some_and(|(p, _)| p.starts_with(path))
-        {
-            self.cache = None;
+        if let Some(i) = self.dirs.iter().position(|(p, _)| p.starts_with(path)) {
+            self.dirs.truncate(i);
         }
     }
 
@@ -384,9 +466,7 @@ impl Applier<'_> {
         let et = entry.header().entry_type();
         let meta = read_meta(entry, &path)?;
         let dir = self.take_parent(parent)?;
-        let result = self.write_entry(&dir, name, &path, et, &meta, entry);
-        self.cache = Some((parent.to_path_buf(), dir));
-        result?;
+        self.write_entry(&dir, name, &path, et, &meta, entry)?;
         self.this_layer.insert(path);
         Ok(())
     }
@@ -595,7 +675,7 @@ impl Applier<'_> {
             None => false,
         };
         let src_dir = if present {
-            src_dir.expect("present")
+            Rc::new(src_dir.expect("present"))
         } else {
             self.copy_up(src)?
         };
@@ -605,7 +685,7 @@ impl Applier<'_> {
 
     /// Copy the file `rel` from the nearest lower holding it into the target, so that a
     /// hardlink can point at it; returns its directory in the target.
-    fn copy_up(&mut self, rel: &Path) -> Result<Dir> {
+    fn copy_up(&mut self, rel: &Path) -> Result<Rc<Dir>> {
         let (sp, sn) = split(rel);
         for lower in self.lowers {
             let ldir = match lower.open_dir(sp) {
@@ -681,7 +761,7 @@ impl Applier<'_> {
                 ));
             }
         }
-        let cached = self.cache.as_ref().is_some_and(|(p, _)| p == parent);
+        let cached = self.dirs.last().is_some_and(|(p, _)| p == parent);
         if !cached && !parent.as_os_str().is_empty() {
             // A whiteout under a name that is a file, not a directory, has nothing to
             // delete: umoci writes whiteouts under a directory the same layer turned into
@@ -706,9 +786,7 @@ impl Applier<'_> {
             }
         }
         let dir = self.take_parent(parent)?;
-        let result = self.whiteout_in(&dir, parent, bytes);
-        self.cache = Some((parent.to_path_buf(), dir));
-        result
+        self.whiteout_in(&dir, parent, bytes)
     }
 
     fn whiteout_in(&mut self, dir: &Dir, parent: &Path, bytes: &[u8]) -> Result<()> {
@@ -753,7 +831,7 @@ impl Applier<'_> {
 
     /// Restore directory mtimes, deepest last-written first.
     fn finish(&mut self) -> Result<()> {
-        self.cache = None;
+        self.dirs.clear();
         let times = std::mem::take(&mut self.dir_times);
         for (path, mtime) in times.iter().rev() {
             let (dir, name) = self.root.parent_of(OP, path)?;

@@ -53,6 +53,7 @@ mod compression;
 mod export;
 mod inventory;
 mod path;
+mod pump;
 mod stream;
 
 pub use apply::{Applied, ApplyOptions, WhiteoutFormat, apply};

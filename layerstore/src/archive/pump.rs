@@ -1,0 +1,197 @@
+//! Reading, decompressing and hashing a layer stream on a thread of its own, so that
+//! on two cores the inflater and the hashers run while the applier writes files.
+//!
+//! The producer reads the stream to its end (what follows the tar's end-of-archive
+//! blocks belongs to the digests too) in chunks of [`CHUNK`] bytes and hands them over a
+//! bounded channel; the consumer reads them as a plain [`Read`]. Buffers go back to the
+//! producer once read, so at most [`DEPTH`] + 2 chunks exist. When the consumer stops
+//! (an entry failed), the channel closes and the producer stops at its next chunk.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+
+/// Bytes per chunk handed over.
+pub(crate) const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the producer and the consumer.
+pub(crate) const DEPTH: usize = 8;
+
+/// What the producer hands over.
+pub(crate) enum Msg {
+    /// The next bytes of the uncompressed stream (never empty).
+    Data(Vec<u8>),
+    /// Reading failed; the stream ends here.
+    Failed(io::Error),
+    /// The stream ended cleanly.
+    End,
+}
+
+/// Read `src` to its end, handing chunks to `tx` and reusing the buffers that come back
+/// on `free`. `Ok(false)` when the consumer went away before the end.
+pub(crate) fn produce(
+    mut src: impl Read,
+    tx: &SyncSender<Msg>,
+    free: &Receiver<Vec<u8>>,
+) -> Result<bool, io::Error> {
+    loop {
+        let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        buf.resize(CHUNK, 0);
+        let mut filled = 0;
+        let failed = loop {
+            if filled == buf.len() {
+                break None;
+            }
+            match src.read(&mut buf[filled..]) {
+                Ok(0) => break None,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        if filled > 0 {
+            buf.truncate(filled);
+            if tx.send(Msg::Data(buf)).is_err() {
+                return Ok(false);
+            }
+        }
+        if let Some(e) = failed {
+            // The consumer gets a copy of the kind and message; the producer's caller
+            // keeps the original (with its source, e.g. the size limit's marker).
+            let copy = io::Error::new(e.kind(), e.to_string());
+            let _ = tx.send(Msg::Failed(copy));
+            return Err(e);
+        }
+        if filled < CHUNK {
+            return Ok(tx.send(Msg::End).is_ok());
+        }
+    }
+}
+
+/// The consumer's side: a [`Read`] over the chunks.
+pub(crate) struct Chunks {
+    rx: Receiver<Msg>,
+    free: Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Chunks {
+    pub(crate) fn new(rx: Receiver<Msg>, free: Sender<Vec<u8>>) -> Chunks {
+        Chunks {
+            rx,
+            free,
+            cur: Vec::new(),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.at == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(next)) => {
+                    let old = std::mem::replace(&mut self.cur, next);
+                    self.at = 0;
+                    if old.capacity() > 0 {
+                        let _ = self.free.send(old);
+                    }
+                }
+                Ok(Msg::End) => self.done = true,
+                Ok(Msg::Failed(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                // The producer stopped without a word: it panicked or failed before it
+                // could send; its own result says why.
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the layer reader stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.at);
+        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn pump(data: Vec<u8>) -> (Vec<u8>, Result<bool, io::Error>) {
+        let (tx, rx) = mpsc::sync_channel(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let p = s.spawn(move || produce(&data[..], &tx, &free_rx));
+            let mut out = Vec::new();
+            Chunks::new(rx, free_tx).read_to_end(&mut out).unwrap();
+            (out, p.join().unwrap())
+        })
+    }
+
+    #[test]
+    fn every_byte_arrives_in_order_whatever_the_length() {
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let (out, done) = pump(data.clone());
+            assert!(done.unwrap(), "clean end for {len}");
+            assert_eq!(out, data, "length {len}");
+        }
+    }
+
+    #[test]
+    fn a_read_error_reaches_the_consumer_after_the_bytes_before_it() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "bad block"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(9);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let (tx, rx) = mpsc::sync_channel(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let p = s.spawn(move || produce(Failing(CHUNK + 5), &tx, &free_rx));
+            let mut r = Chunks::new(rx, free_tx);
+            let mut out = Vec::new();
+            let err = r.read_to_end(&mut out).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(out.len(), CHUNK + 5);
+            assert_eq!(
+                p.join().unwrap().unwrap_err().kind(),
+                io::ErrorKind::InvalidData
+            );
+        });
+    }
+
+    #[test]
+    fn the_producer_stops_when_the_consumer_goes_away() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            // An endless stream: only the consumer going away can stop it.
+            let p = s.spawn(move || produce(io::repeat(1), &tx, &free_rx));
+            let mut r = Chunks::new(rx, free_tx);
+            let mut first = vec![0u8; 10];
+            r.read_exact(&mut first).unwrap();
+            drop(r);
+            assert!(!p.join().unwrap().unwrap(), "stopped, not ended");
+        });
+    }
+}
