@@ -134,7 +134,24 @@ fn apply_inner(
 ) -> Result<Applied> {
     let (tx, rx) = mpsc::sync_channel(pump::DEPTH);
     let (free_tx, free_rx) = mpsc::channel();
+    // Write-back starts while the tree is being written, so that the final `syncfs` has
+    // only the tail left: a thread syncs the filesystem each time the applier has
+    // written another FLUSH_EVERY bytes (requests coalesce while one runs). It syncs
+    // through a descriptor of its own, so that a write-back error is still reported to
+    // the final `syncfs` on `target`, which is the one that counts.
+    let flusher = match opts.sync {
+        true => Some(target.open_dir("")?),
+        false => None,
+    };
+    let (kick_tx, kick_rx) = mpsc::sync_channel::<()>(1);
     let (consumed, produced) = std::thread::scope(|s| {
+        if let Some(fd) = flusher {
+            s.spawn(move || {
+                for () in kick_rx {
+                    let _ = rustix::fs::syncfs(&fd);
+                }
+            });
+        }
         // Reading, decompressing and both digests on one thread...
         let producer = s.spawn(move || -> Result<Option<Produced>> {
             let mut raw = DigestReader::new(reader, Algorithm::Sha256);
@@ -178,6 +195,8 @@ fn apply_inner(
                 this_layer: HashSet::new(),
                 dir_times: Vec::new(),
                 buf: vec![0u8; 1 << 20],
+                kick: opts.sync.then_some(kick_tx),
+                unflushed: 0,
             };
             let n = applier.run(&mut archive)?;
             applier.finish()?;
@@ -331,7 +350,14 @@ struct Applier<'a> {
     /// Directory mtimes, restored at the end.
     dir_times: Vec<(PathBuf, (i64, u32))>,
     buf: Vec<u8>,
+    /// Asks the flusher thread for a `syncfs` (when applying durably).
+    kick: Option<mpsc::SyncSender<()>>,
+    /// File bytes written since the last request.
+    unflushed: u64,
 }
+
+/// File bytes written between two early write-back requests.
+const FLUSH_EVERY: u64 = 32 << 20;
 
 impl Applier<'_> {
     fn run<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<u64> {
@@ -602,6 +628,14 @@ impl Applier<'_> {
             file.write_all(&self.buf[..n])
                 .map_err(|e| Error::io(OP, path.display(), e))?;
             got += n as u64;
+        }
+        self.unflushed += got;
+        if self.unflushed >= FLUSH_EVERY {
+            self.unflushed = 0;
+            if let Some(kick) = &self.kick {
+                // Full: a sync is running or asked for already, and will cover this.
+                let _ = kick.try_send(());
+            }
         }
         if got != want {
             return Err(corrupt(

@@ -2,8 +2,8 @@
 //! on two cores the inflater and the hashers run while the applier writes files.
 //!
 //! The producer reads the stream to its end (what follows the tar's end-of-archive
-//! blocks belongs to the digests too) in chunks of [`CHUNK`] bytes and hands them over a
-//! bounded channel; the consumer reads them as a plain [`Read`]. Buffers go back to the
+//! blocks belongs to the digests too) in chunks of at least [`MIN_SEND`] and at most
+//! [`CHUNK`] bytes and hands them over a bounded channel; the consumer reads them as a plain [`Read`]. Buffers go back to the
 //! producer once read, so at most [`DEPTH`] + 2 chunks exist. When the consumer stops
 //! (an entry failed), the channel closes and the producer stops at its next chunk.
 
@@ -14,6 +14,10 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the producer and the consumer.
 pub(crate) const DEPTH: usize = 8;
+/// A chunk is handed over once it holds this much, full or not: a stream that arrives
+/// slowly (a pipe, a network) is applied as it comes instead of waiting for a whole
+/// [`CHUNK`].
+pub(crate) const MIN_SEND: usize = 64 << 10;
 
 /// What the producer hands over.
 pub(crate) enum Msg {
@@ -36,12 +40,16 @@ pub(crate) fn produce(
         let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         buf.resize(CHUNK, 0);
         let mut filled = 0;
+        let mut ended = false;
         let failed = loop {
-            if filled == buf.len() {
+            if filled >= MIN_SEND {
                 break None;
             }
             match src.read(&mut buf[filled..]) {
-                Ok(0) => break None,
+                Ok(0) => {
+                    ended = true;
+                    break None;
+                }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(e),
@@ -60,7 +68,7 @@ pub(crate) fn produce(
             let _ = tx.send(Msg::Failed(copy));
             return Err(e);
         }
-        if filled < CHUNK {
+        if ended {
             return Ok(tx.send(Msg::End).is_ok());
         }
     }
@@ -192,6 +200,37 @@ mod tests {
             r.read_exact(&mut first).unwrap();
             drop(r);
             assert!(!p.join().unwrap().unwrap(), "stopped, not ended");
+        });
+    }
+}
+
+#[cfg(test)]
+mod slow_streams {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_stream_that_stalls_is_handed_over_as_far_as_it_came() {
+        // A pipe whose writer has written less than a chunk and waits: what came must
+        // reach the consumer without waiting for the rest.
+        let (r, mut w) = std::io::pipe().unwrap();
+        let (tx, rx) = mpsc::sync_channel(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let p = s.spawn(move || produce(r, &tx, &free_rx));
+            let writer = s.spawn(move || {
+                std::io::Write::write_all(&mut w, &vec![3u8; 3 * MIN_SEND]).unwrap();
+                w
+            });
+            let mut c = Chunks::new(rx, free_tx);
+            let mut got = vec![0u8; 2 * MIN_SEND];
+            c.read_exact(&mut got).unwrap();
+            assert!(got.iter().all(|&b| b == 3));
+            drop(writer.join().unwrap());
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest.len(), MIN_SEND);
+            assert!(p.join().unwrap().unwrap());
         });
     }
 }
