@@ -87,7 +87,8 @@ pub struct Record {
     pub created: u64,
     /// Labels.
     pub labels: Labels,
-    /// Usage frozen at commit (committed snapshots only).
+    /// Usage frozen at the commit of a container (none for applied layers and active
+    /// snapshots: computed when asked).
     pub usage: Option<(u64, u64)>,
     /// Set for layers.
     pub layer: Option<LayerRecord>,
@@ -449,15 +450,10 @@ impl Snapshots {
         layer: Option<LayerRecord>,
     ) -> Result<Record> {
         validate_key(op, name)?;
-        let usage = match kind {
-            Kind::Committed => Some(self.usage_of(
-                &build.id,
-                &build.path,
-                build.tmp.dir(),
-                build.parent_ids.first().map(String::as_str),
-            )?),
-            _ => None,
-        };
+        // No usage is recorded: a built snapshot's tree is what its builder wrote (an
+        // applied layer's tar) and never changes once committed, so [`Snapshots::usage`]
+        // walks it when asked, as `docker system df` does, instead of every apply paying
+        // for a walk of the whole tree.
         if kind == Kind::Committed {
             self.backend.seal(&SnapshotDir {
                 id: &build.id,
@@ -482,7 +478,7 @@ impl Snapshots {
             kind,
             created: now(),
             labels,
-            usage: usage.map(|u| (u.size, u.inodes)),
+            usage: None,
             layer,
         };
         if durable(kind) {
@@ -733,7 +729,8 @@ impl Snapshots {
         }
     }
 
-    /// Usage of `key`: computed now for active snapshots, frozen for committed ones.
+    /// Usage of `key`: computed now for active snapshots and for applied layers (whose
+    /// trees never change), recorded at commit for committed containers.
     pub fn usage(&self, key: &str) -> Result<Usage> {
         let rec = self.get(key)?;
         if let Some((size, inodes)) = rec.usage {
