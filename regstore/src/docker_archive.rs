@@ -599,18 +599,9 @@ fn upload(
     expected: &Digest,
     linked: &mut Vec<Digest>,
 ) -> Result<u64> {
-    let up = reg.start_upload(repo)?;
-    let result = up.append(0, r).and_then(|_| up.commit(expected, None));
-    match result {
-        Ok(desc) => {
-            linked.push(expected.clone());
-            Ok(desc.size)
-        }
-        Err(e) => {
-            let _ = up.cancel();
-            Err(e)
-        }
-    }
+    let desc = reg.put_blob_as(repo, expected, None, r)?;
+    linked.push(expected.clone());
+    Ok(desc.size)
 }
 
 /// Store one layer member; returns (blob digest, size, media type) and whether it was

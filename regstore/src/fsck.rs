@@ -247,6 +247,8 @@ struct Checker<'r, 'o> {
     opts: FsckOptions<'o>,
     report: FsckReport,
     blobs: HashMap<Digest, Blob>,
+    /// What repair removes, in one batch at the end of the check.
+    removals: Vec<Key>,
 }
 
 /// Hash the data of blob `d`: `(actual digest, bytes)`.
@@ -285,17 +287,15 @@ impl Checker<'_, '_> {
         });
     }
 
-    /// Record `damage`, removing `key` (a file or directory) when repairing.
+    /// Record `damage`, removing `key` (a file or directory) when repairing (batched:
+    /// [`check`] deletes them all at its end, and fails if that fails).
     fn found(&mut self, damage: Damage, remove: Option<Key>) -> Result<()> {
         let mut repaired = false;
         if self.opts.repair
             && let Some(key) = remove
         {
-            match self.reg.driver().delete(&key) {
-                Ok(()) => repaired = true,
-                Err(e) if e.kind() == ErrorKind::NotFound => repaired = true,
-                Err(e) => return Err(e),
-            }
+            self.removals.push(key);
+            repaired = true;
         }
         self.record(damage, repaired, None);
         Ok(())
@@ -537,6 +537,13 @@ impl Checker<'_, '_> {
                 .ok()
                 .and_then(|b| parse_rfc3339(std::str::from_utf8(&b).ok()?));
             if started.is_none_or(|t| t < cutoff) {
+                if self.opts.repair {
+                    // Its multipart upload goes with it (an unreadable state names none).
+                    match crate::upload_parts::abort(self.reg.driver(), repo, &id) {
+                        Err(e) if e.kind() != ErrorKind::Corrupt => return Err(e),
+                        _ => {}
+                    }
+                }
                 let damage = Damage::StaleUpload {
                     repository: repo.to_owned(),
                     id,
@@ -562,6 +569,7 @@ pub fn check(reg: &Registry, opts: FsckOptions<'_>) -> Result<FsckReport> {
         opts,
         report: FsckReport::default(),
         blobs: HashMap::new(),
+        removals: Vec::new(),
     };
     c.all_blobs()?;
     let repos = reg.catalog(None, None)?;
@@ -576,5 +584,6 @@ pub fn check(reg: &Registry, opts: FsckOptions<'_>) -> Result<FsckReport> {
             });
         }
     }
+    reg.driver().delete_many(&c.removals)?;
     Ok(c.report)
 }

@@ -58,7 +58,7 @@ use serde_json::Value;
 
 use crate::error::ErrorCode;
 use crate::registry::Registry;
-use crate::{Key, layout};
+use crate::{FileInfo, Key, layout};
 
 /// The name of the store-wide lock (a file at the root of the key space).
 pub const GC_LOCK: &str = ".cargohold-gc.lock";
@@ -270,11 +270,47 @@ pub(crate) fn list_or_empty(reg: &Registry, key: &Key) -> Result<Vec<Key>> {
     }
 }
 
-fn delete_if_there(reg: &Registry, key: &Key) -> Result<()> {
-    match reg.driver().delete(key) {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+/// Every blob directory under `blobs/` (as [`blob_dirs`] finds them) with what its
+/// `data` file is (`None`: missing), from one walk of `blobs/` (on an object store, one
+/// paginated listing instead of a lookup per blob).
+pub(crate) fn blob_infos(reg: &Registry) -> Result<Vec<(Digest, Key, Option<FileInfo>)>> {
+    let blobs = Key::parse(&format!("{}/blobs", layout::V2))?;
+    let all = match reg.driver().walk(&blobs) {
+        Ok(all) => all,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let depth = |k: &Key| k.as_str().len() > blobs.as_str().len();
+    let mut files: HashMap<Key, FileInfo> = HashMap::new();
+    let mut dirs = Vec::new();
+    for i in all {
+        if !depth(&i.key) {
+            continue;
+        }
+        let rel = &i.key.as_str()[blobs.as_str().len() + 1..];
+        let parts: Vec<&str> = rel.split('/').collect();
+        match (parts.as_slice(), i.is_dir) {
+            ([alg, prefix, hex], true) => {
+                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}"))
+                    && d.hex().starts_with(prefix)
+                {
+                    dirs.push(d);
+                }
+            }
+            ([_, _, _, "data"], false) => {
+                files.insert(i.key.clone(), i);
+            }
+            _ => {}
+        }
     }
+    Ok(dirs
+        .into_iter()
+        .map(|d| {
+            let data = layout::blob_data(&d);
+            let info = files.remove(&data);
+            (d, data, info)
+        })
+        .collect())
 }
 
 /// Every blob directory under `blobs/`, as `(digest, data key)`; entries whose names
@@ -395,31 +431,29 @@ pub fn collect(reg: &Registry, mut opts: GcOptions<'_>) -> Result<GcReport> {
         for (repo, d) in &doomed {
             by_repo.entry(repo.as_str()).or_default().insert(d);
         }
+        let mut links = Vec::new();
         for (repo, gone) in by_repo {
             // One listing per tag's history, not one lookup per tag and manifest.
             for tag in list_or_empty(reg, &layout::tags(repo))? {
                 for (d, dir) in linked_digests(reg, &tag.join("index")?)? {
                     if gone.contains(&d) {
-                        delete_if_there(reg, &dir)?;
+                        links.push(dir);
                     }
                 }
             }
             for d in gone {
                 let rev = layout::revision_link(repo, d);
-                delete_if_there(reg, &rev.parent().expect("a link has a directory"))?;
+                links.push(rev.parent().expect("a link has a directory"));
             }
         }
+        reg.driver().delete_many(&links)?;
     }
     report.manifests_deleted = doomed;
-    let blobs = blob_dirs(reg)?;
+    let blobs = blob_infos(reg)?;
     let mut deleted = HashSet::new();
-    for (i, (d, data)) in blobs.iter().enumerate() {
+    let mut doomed_dirs = Vec::new();
+    for (i, (d, data, info)) in blobs.iter().enumerate() {
         if !marked.contains(d) {
-            let info = match reg.driver().stat(data) {
-                Ok(i) => Some(i),
-                Err(e) if e.kind() == ErrorKind::NotFound => None,
-                Err(e) => return Err(e),
-            };
             let young = grace
                 && (info
                     .as_ref()
@@ -429,10 +463,8 @@ pub fn collect(reg: &Registry, mut opts: GcOptions<'_>) -> Result<GcReport> {
             if young {
                 report.blobs_spared.push(d.clone());
             } else {
-                if !opts.dry_run {
-                    delete_if_there(reg, &data.parent().expect("data has a directory"))?;
-                }
-                report.bytes_deleted += info.map_or(0, |i| i.size);
+                doomed_dirs.push(data.parent().expect("data has a directory"));
+                report.bytes_deleted += info.as_ref().map_or(0, |i| i.size);
                 report.blobs_deleted.push(d.clone());
                 deleted.insert(d.clone());
             }
@@ -444,13 +476,17 @@ pub fn collect(reg: &Registry, mut opts: GcOptions<'_>) -> Result<GcReport> {
             });
         }
     }
+    // The sweep's deletions in batches: the blobs, then the links to them.
+    let mut dangling = Vec::new();
     for (repo, d, dir) in layer_links {
         if deleted.contains(&d) {
-            if !opts.dry_run {
-                delete_if_there(reg, &dir)?;
-            }
+            dangling.push(dir);
             report.links_deleted.push((repo, d));
         }
+    }
+    if !opts.dry_run {
+        reg.driver().delete_many(&doomed_dirs)?;
+        reg.driver().delete_many(&dangling)?;
     }
     report.blobs_deleted.sort();
     report.blobs_spared.sort();

@@ -101,6 +101,19 @@ pub fn upload_data(name: &str, id: &str) -> Key {
     key(format!("{V2}/repositories/{name}/_uploads/{id}/data"))
 }
 
+/// The state of an upload kept as a multipart upload (object stores; cargohold's own
+/// file, registry:2 has none): the multipart id, its parts' ETags, the bytes so far.
+pub fn upload_multipart(name: &str, id: &str) -> Key {
+    key(format!("{V2}/repositories/{name}/_uploads/{id}/multipart"))
+}
+
+/// A piece of an upload's tail not yet in a part (multipart uploads), by its offset.
+pub fn upload_tail_piece(name: &str, id: &str, offset: u64) -> Key {
+    key(format!(
+        "{V2}/repositories/{name}/_uploads/{id}/tail/{offset}"
+    ))
+}
+
 /// When an upload started (RFC 3339).
 pub fn upload_started(name: &str, id: &str) -> Key {
     key(format!("{V2}/repositories/{name}/_uploads/{id}/startedat"))

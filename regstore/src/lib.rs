@@ -33,6 +33,7 @@ pub use cargohold_core::{Error, ErrorKind, Result};
 /// - `rename` (distribution's `Move`) replaces the destination, creating its parents.
 /// - `delete` removes a file or a whole directory tree.
 /// - `walk` returns every file and directory below a key, sorted by key.
+/// - `delete_many` removes what `delete` would for each key, skipping missing ones.
 pub trait StorageDriver: Send + Sync + fmt::Debug {
     /// Short backend name (`filesystem`, `memory`).
     fn name(&self) -> &'static str;
@@ -67,6 +68,53 @@ pub trait StorageDriver: Send + Sync + fmt::Debug {
         let _ = (name, mode);
         Ok(None)
     }
+    /// Remove every key of `keys` as [`StorageDriver::delete`] does (a file, or a
+    /// directory with everything below it); keys that name nothing are skipped. The
+    /// default deletes one key after the other; an object store answers with few
+    /// listings and batched deletes (S3's `DeleteObjects`: 1,000 keys a request).
+    /// Stops at the first failure (what was deleted before stays deleted).
+    fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        for k in keys {
+            match self.delete(k) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    /// Whether a [`FileWriter`]'s bytes stay invisible until its commit and a writer
+    /// that is cancelled, dropped or fails (or whose process dies) leaves the key as it
+    /// was. Callers that know a file's final content ahead (a blob with a known digest)
+    /// then write it straight to its final key. `false` by default (the filesystem
+    /// backend writes in place).
+    fn atomic_writes(&self) -> bool {
+        false
+    }
+    /// Multipart uploads that outlive the process (object stores), which an upload
+    /// uses instead of appending to a file the store cannot append to; `None` (the
+    /// default) for backends that append in place.
+    fn multipart(&self) -> Option<&dyn MultipartDriver> {
+        None
+    }
+}
+
+/// S3-style multipart uploads: parts uploaded one by one (each sent once), assembled
+/// into one object by the server at completion. The ids it hands out are plain strings,
+/// so a caller can persist them and another process can go on with the upload.
+pub trait MultipartDriver: Send + Sync {
+    /// The smallest part the store accepts, but for the last one.
+    fn min_part_size(&self) -> usize;
+    /// The size a caller should cut its parts at (at least [`Self::min_part_size`]).
+    fn part_size(&self) -> usize;
+    /// Start a multipart upload whose completion creates the file `key`; its id.
+    fn create_multipart(&self, key: &Key) -> Result<String>;
+    /// Upload part number `index` (from 0) of upload `id`; the part's id (its ETag)
+    /// for [`Self::complete_multipart`]. Uploading an index again replaces that part.
+    fn put_part(&self, key: &Key, id: &str, index: usize, data: Vec<u8>) -> Result<String>;
+    /// Assemble parts `0..parts.len()` (their ids in order) into the file `key`.
+    fn complete_multipart(&self, key: &Key, id: &str, parts: &[String]) -> Result<()>;
+    /// Drop the upload and every part of it; an upload already gone is not an error.
+    fn abort_multipart(&self, key: &Key, id: &str) -> Result<()>;
 }
 
 /// A file being written through [`StorageDriver::writer`].
@@ -105,6 +153,7 @@ pub mod migrate;
 pub mod names;
 pub mod oci_layout;
 pub mod registry;
+mod upload_parts;
 pub mod uploads;
 
 #[cfg(feature = "conformance")]

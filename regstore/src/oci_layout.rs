@@ -239,14 +239,7 @@ fn import_blob(
         Err(e) => return Err(e),
     }
     let file = root.open_file(blob_path(d), OFlags::RDONLY)?;
-    let upload = reg.start_upload(repo)?;
-    let result = upload
-        .append(0, std::io::BufReader::with_capacity(1 << 20, file))
-        .and_then(|_| upload.commit(d, Some(size)));
-    if let Err(e) = result {
-        let _ = upload.cancel();
-        return Err(e);
-    }
+    reg.put_blob_as(repo, d, Some(size), file)?;
     t.blobs_copied += 1;
     t.bytes += size;
     Ok(())

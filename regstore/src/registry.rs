@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use cargohold_core::{Digest, ErrorKind, Result};
+use cargohold_core::{Digest, DigestWriter, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, coded, recode};
@@ -208,9 +208,91 @@ impl Registry {
     /// Store a whole blob in one call (a monolithic upload).
     pub fn put_blob(&self, repo: &str, data: &[u8]) -> Result<Descriptor> {
         let d = Digest::sha256(data);
-        let up = self.start_upload(repo)?;
-        up.append(0, data)?;
-        up.commit(&d, Some(data.len() as u64))
+        self.put_blob_as(repo, &d, Some(data.len() as u64), data)
+    }
+
+    /// Store the blob `expected` (of `size` bytes, when given) streamed from `data`,
+    /// whose digest the caller knows ahead (an import, a push that names its digest).
+    /// A mismatch is `DigestMismatch` (`DIGEST_INVALID`) or `InvalidArgument`
+    /// (`SIZE_INVALID`) and nothing is kept. On a backend whose writes are invisible
+    /// until committed ([`StorageDriver::atomic_writes`]: object stores, memory) the
+    /// bytes go straight to the blob's key, checked before the commit: no upload, no
+    /// copy. Elsewhere it is an upload (start, append, commit). A blob the store already
+    /// has is linked without reading `data`.
+    pub fn put_blob_as(
+        &self,
+        repo: &str,
+        expected: &Digest,
+        size: Option<u64>,
+        data: impl Read,
+    ) -> Result<Descriptor> {
+        check_repository(repo)?;
+        let size_err = |got: u64, want: u64| {
+            coded(
+                ErrorCode::SizeInvalid,
+                ErrorKind::InvalidArgument,
+                "put blob",
+                expected,
+                format!("size {got}, expected {want}"),
+            )
+        };
+        let desc = |size| Descriptor {
+            media_type: OCTET_STREAM.into(),
+            digest: expected.clone(),
+            size,
+            artifact_type: None,
+            annotations: None,
+        };
+        if let Some(have) = self.blob_size(expected)? {
+            if let Some(want) = size
+                && want != have
+            {
+                return Err(size_err(have, want));
+            }
+            let _gc = crate::gc::writer_lock(self)?;
+            self.write_link(&layout::layer_link(repo, expected), expected)?;
+            return Ok(desc(have));
+        }
+        if !self.driver.atomic_writes() {
+            let up = self.start_upload(repo)?;
+            let r = up.append(0, data).and_then(|_| up.commit(expected, size));
+            if r.is_err() {
+                let _ = up.cancel();
+            }
+            return r;
+        }
+        let key = layout::blob_data(expected);
+        let w = self.driver.writer(&key, false)?;
+        let mut w = DigestWriter::new(w, expected.algorithm());
+        let copied = std::io::copy(
+            &mut std::io::BufReader::with_capacity(1 << 20, data),
+            &mut w,
+        );
+        let (w, got, len) = w.finish();
+        let bad = match copied {
+            Err(e) => Some(cargohold_core::error::from_io_error(
+                "put blob", expected, e,
+            )),
+            Ok(_) if size.is_some_and(|want| want != len) => {
+                Some(size_err(len, size.unwrap_or_default()))
+            }
+            Ok(_) if &got != expected => Some(coded(
+                ErrorCode::DigestInvalid,
+                ErrorKind::DigestMismatch,
+                "put blob",
+                expected,
+                format!("content is {got}"),
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = bad {
+            let _ = w.cancel();
+            return Err(e);
+        }
+        let _gc = crate::gc::writer_lock(self)?;
+        w.commit()?;
+        self.write_link(&layout::layer_link(repo, expected), expected)?;
+        Ok(desc(len))
     }
 
     /// Tags of a repository, sorted; `n` at most, after `last` (the spec's pagination).

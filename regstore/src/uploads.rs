@@ -8,6 +8,13 @@
 //! re-hashes only the bytes after it. Commit checks the digest; on a mismatch nothing is
 //! kept. The data is moved to the blob store (skipped when the blob is already there),
 //! then linked into the repository.
+//!
+//! On a backend that cannot append ([`crate::StorageDriver::multipart`]: object stores)
+//! an upload started here is kept as a multipart upload instead of `data` (see
+//! `upload_parts`): each byte goes to the server once (but for a tail shorter than a
+//! part), the hash states are saved as above, and another process resumes it the same
+//! way. Such an upload has one writer at a time (as on registry:2's S3 driver): two
+//! processes appending to the same upload at once are not detected.
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
@@ -19,7 +26,8 @@ use crate::error::{ErrorCode, coded, recode};
 use crate::hashstate::ResumableSha256;
 use crate::names::check_repository;
 use crate::registry::{Descriptor, OCTET_STREAM, Registry};
-use crate::{FileWriter, Key, layout};
+use crate::upload_parts::{self as parts, PartState, PartWriter};
+use crate::{Key, layout};
 
 /// Hash state is saved at least this often while a chunk is written.
 pub const CHECKPOINT: u64 = 16 << 20;
@@ -85,9 +93,13 @@ impl Registry {
             &layout::upload_started(repo, &id),
             rfc3339(SystemTime::now()).as_bytes(),
         )?;
-        self.driver
-            .writer(&layout::upload_data(repo, &id), false)?
-            .commit()?;
+        if self.driver.multipart().is_some() {
+            parts::save(&*self.driver, repo, &id, &PartState::default())?;
+        } else {
+            self.driver
+                .writer(&layout::upload_data(repo, &id), false)?
+                .commit()?;
+        }
         Ok(Upload {
             reg: self.clone(),
             repo: repo.to_owned(),
@@ -131,6 +143,7 @@ impl Registry {
                     .or_else(|| self.driver.stat(&dir).ok()?.modified)
                     .unwrap_or(UNIX_EPOCH);
                 if started < cutoff {
+                    parts::abort(&*self.driver, &repo, &id)?;
                     self.driver.delete(&dir)?;
                     gone.push((repo.clone(), id));
                 }
@@ -173,14 +186,17 @@ impl Upload {
             .ok()
             .and_then(parse_rfc3339)
             .unwrap_or(UNIX_EPOCH);
-        let offset = match self
-            .reg
-            .driver
-            .stat(&layout::upload_data(&self.repo, &self.id))
-        {
-            Ok(i) => i.size,
-            Err(e) if e.kind() == ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
+        let offset = match self.parts()? {
+            Some(st) => st.size(),
+            None => match self
+                .reg
+                .driver
+                .stat(&layout::upload_data(&self.repo, &self.id))
+            {
+                Ok(i) => i.size,
+                Err(e) if e.kind() == ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            },
         };
         Ok(UploadStatus {
             id: self.id.clone(),
@@ -222,11 +238,14 @@ impl Upload {
         }
         let from = h.len();
         if from < size {
-            let mut r = self
-                .reg
-                .driver
-                .reader(&layout::upload_data(&self.repo, &self.id), from)?
-                .take(size - from);
+            let r = match self.parts()? {
+                Some(st) => parts::tail_reader(&*self.reg.driver, &self.repo, &self.id, &st, from)?,
+                None => self
+                    .reg
+                    .driver
+                    .reader(&layout::upload_data(&self.repo, &self.id), from)?,
+            };
+            let mut r = r.take(size - from);
             let mut buf = vec![0u8; BUF];
             loop {
                 let n = r
@@ -261,11 +280,20 @@ impl Upload {
         self.reg.driver.put_content(&key, &h.marshal())
     }
 
+    /// The state of an upload kept as a multipart upload (`None`: kept as `data`).
+    fn parts(&self) -> Result<Option<PartState>> {
+        parts::load(&*self.reg.driver, &self.repo, &self.id)
+    }
+
     /// Append a chunk that must start at `offset`, the current size (else `Conflict`,
     /// `BLOB_UPLOAD_INVALID`). Returns the new size. Reading, hashing and writing
     /// overlap: a second thread writes while this one hashes.
-    pub fn append(&self, offset: u64, mut chunk: impl Read) -> Result<u64> {
-        let size = self.status()?.offset;
+    pub fn append(&self, offset: u64, chunk: impl Read) -> Result<u64> {
+        let st = self.parts()?;
+        let size = match &st {
+            Some(st) => st.size(),
+            None => self.status()?.offset,
+        };
         if offset != size {
             return Err(coded(
                 ErrorCode::BlobUploadInvalid,
@@ -276,19 +304,61 @@ impl Upload {
             ));
         }
         let (mut h, _) = self.hash_state(size)?;
-        let writer = self
-            .reg
-            .driver
-            .writer(&layout::upload_data(&self.repo, &self.id), true)?;
-        if writer.size() != size {
-            return Err(coded(
-                ErrorCode::BlobUploadInvalid,
-                ErrorKind::Conflict,
-                "append",
-                &self.id,
-                "upload changed meanwhile",
-            ));
+        let Some(st) = st else {
+            let writer = self
+                .reg
+                .driver
+                .writer(&layout::upload_data(&self.repo, &self.id), true)?;
+            if writer.size() != size {
+                return Err(coded(
+                    ErrorCode::BlobUploadInvalid,
+                    ErrorKind::Conflict,
+                    "append",
+                    &self.id,
+                    "upload changed meanwhile",
+                ));
+            }
+            let (writer, read_err) = self.pump(&mut h, size, writer, chunk)?;
+            let written = writer.size();
+            writer.commit()?;
+            if let Some(e) = read_err {
+                return Err(Error::io("read chunk", &self.id, e));
+            }
+            if written != h.len() {
+                return Err(Error::new(ErrorKind::Io, "append", &self.id, "short write"));
+            }
+            self.save_state(&h)?;
+            return Ok(written);
+        };
+        let d = &*self.reg.driver;
+        let writer = PartWriter::new(d, &self.repo, &self.id, st);
+        let (writer, read_err) = self.pump(&mut h, size, writer, chunk)?;
+        if writer.size() != h.len() {
+            return Err(Error::new(ErrorKind::Io, "append", &self.id, "short write"));
         }
+        // Parts and tail, then the hash at the new size, then the state that makes them
+        // the upload's (see upload_parts for why in this order).
+        let (st, folded) = writer.finish()?;
+        self.save_state(&h)?;
+        parts::save(d, &self.repo, &self.id, &st)?;
+        // Best effort: pieces no state names are removed with the upload anyway.
+        let _ = d.delete_many(&folded);
+        if let Some(e) = read_err {
+            return Err(Error::io("read chunk", &self.id, e));
+        }
+        Ok(st.size())
+    }
+
+    /// Read `chunk` into `writer` while hashing it into `h` (which is at `size`), saving
+    /// the hash state at each checkpoint; returns the writer and a read error, if any
+    /// (what was read before it is written).
+    fn pump<W: Write + Send>(
+        &self,
+        h: &mut ResumableSha256,
+        size: u64,
+        writer: W,
+        mut chunk: impl Read,
+    ) -> Result<(W, Option<std::io::Error>)> {
         // Three buffers circulate: one being read and hashed here, two being written.
         let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
@@ -296,53 +366,53 @@ impl Upload {
             back_tx.send(vec![0u8; BUF]).expect("the receiver is alive");
         }
         let id = self.id.clone();
-        let thread = std::thread::spawn(move || -> Result<Box<dyn FileWriter>> {
-            let mut w = writer;
-            for (buf, n) in rx {
-                w.write_all(&buf[..n])
-                    .map_err(|e| Error::io("write", &id, e))?;
-                let _ = back_tx.send(buf);
-            }
-            Ok(w)
-        });
-        let mut next_checkpoint = (size / CHECKPOINT + 1) * CHECKPOINT;
-        let mut read_err = None;
-        // When the writer thread fails, its buffers stop coming back: stop and join it.
-        while let Ok(mut buf) = back_rx.recv() {
-            let want = ((next_checkpoint - h.len()) as usize).min(BUF);
-            let n = match read_full(&mut chunk, &mut buf[..want]) {
-                Ok(n) => n,
-                Err(e) => {
-                    read_err = Some(e);
+        std::thread::scope(|scope| {
+            let thread = scope.spawn(move || -> Result<W> {
+                let mut w = writer;
+                for (buf, n) in rx {
+                    w.write_all(&buf[..n])
+                        .map_err(|e| cargohold_core::error::from_io_error("write", &id, e))?;
+                    let _ = back_tx.send(buf);
+                }
+                Ok(w)
+            });
+            let mut next_checkpoint = (size / CHECKPOINT + 1) * CHECKPOINT;
+            let mut read_err = None;
+            let mut save_err = None;
+            // When the writer thread fails, its buffers stop coming back: stop and join.
+            while let Ok(mut buf) = back_rx.recv() {
+                let want = ((next_checkpoint - h.len()) as usize).min(BUF);
+                let n = match read_full(&mut chunk, &mut buf[..want]) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        read_err = Some(e);
+                        break;
+                    }
+                };
+                if n == 0 {
                     break;
                 }
-            };
-            if n == 0 {
-                break;
+                h.update(&buf[..n]);
+                if tx.send((buf, n)).is_err() {
+                    break;
+                }
+                if h.len() == next_checkpoint {
+                    if let Err(e) = self.save_state(h) {
+                        save_err = Some(e);
+                        break;
+                    }
+                    next_checkpoint += CHECKPOINT;
+                }
             }
-            h.update(&buf[..n]);
-            if tx.send((buf, n)).is_err() {
-                break;
+            drop(tx);
+            let writer = thread.join().map_err(|_| {
+                Error::new(ErrorKind::Io, "append", &self.id, "writer thread panicked")
+            })??;
+            if let Some(e) = save_err {
+                return Err(e);
             }
-            if h.len() == next_checkpoint {
-                self.save_state(&h)?;
-                next_checkpoint += CHECKPOINT;
-            }
-        }
-        drop(tx);
-        let writer = thread.join().map_err(|_| {
-            Error::new(ErrorKind::Io, "append", &self.id, "writer thread panicked")
-        })??;
-        let written = writer.size();
-        writer.commit()?;
-        if let Some(e) = read_err {
-            return Err(Error::io("read chunk", &self.id, e));
-        }
-        if written != h.len() {
-            return Err(Error::new(ErrorKind::Io, "append", &self.id, "short write"));
-        }
-        self.save_state(&h)?;
-        Ok(written)
+            Ok((writer, read_err))
+        })
     }
 
     /// Finish the upload as blob `expected` (and `size`, when given). A mismatch is
@@ -350,15 +420,20 @@ impl Upload {
     /// upload is removed: nothing is kept.
     pub fn commit(&self, expected: &Digest, size: Option<u64>) -> Result<Descriptor> {
         let _gc = crate::gc::writer_lock(&self.reg)?;
-        let got = self.status()?.offset;
+        let st = self.parts()?;
+        let got = match &st {
+            Some(st) => st.size(),
+            None => self.status()?.offset,
+        };
+        // The upload's bytes as one file: `data`, or for an upload kept as parts, what
+        // assembling them gives (after the sha256 check, so a mismatch assembles nothing).
+        let mut whole = None;
         let actual = match expected.algorithm() {
             Algorithm::Sha256 => self.hash_state(got)?.0.digest(),
             alg => {
+                let file = self.whole(&st, &mut whole)?;
                 let mut h = Hasher::new(alg);
-                let mut r = self
-                    .reg
-                    .driver
-                    .reader(&layout::upload_data(&self.repo, &self.id), 0)?;
+                let mut r = self.reg.driver.reader(&file, 0)?;
                 let mut buf = vec![0u8; BUF];
                 loop {
                     let n = r
@@ -394,15 +469,20 @@ impl Upload {
                 format!("content is {actual}"),
             ));
         }
-        let data: Key = layout::upload_data(&self.repo, &self.id);
         if !self.reg.global_blob_exists(expected)? {
+            let data = self.whole(&st, &mut whole)?;
             self.reg
                 .driver
                 .rename(&data, &layout::blob_data(expected))?;
         }
         self.reg
             .write_link(&layout::layer_link(&self.repo, expected), expected)?;
-        self.cancel()?;
+        if whole.is_some() {
+            // Completed: nothing to abort.
+            self.remove()?;
+        } else {
+            self.cancel()?;
+        }
         Ok(Descriptor {
             media_type: OCTET_STREAM.into(),
             digest: expected.clone(),
@@ -412,8 +492,27 @@ impl Upload {
         })
     }
 
-    /// Abandon the upload and remove everything it stored.
+    /// The key holding the whole upload, assembling its parts the first time.
+    fn whole(&self, st: &Option<PartState>, done: &mut Option<Key>) -> Result<Key> {
+        if let Some(k) = done {
+            return Ok(k.clone());
+        }
+        let k = match st {
+            Some(st) => parts::assemble(&*self.reg.driver, &self.repo, &self.id, st)?,
+            None => layout::upload_data(&self.repo, &self.id),
+        };
+        *done = Some(k.clone());
+        Ok(k)
+    }
+
+    /// Abandon the upload and remove everything it stored (aborting its multipart
+    /// upload, so no part is left on the server).
     pub fn cancel(&self) -> Result<()> {
+        parts::abort(&*self.reg.driver, &self.repo, &self.id)?;
+        self.remove()
+    }
+
+    fn remove(&self) -> Result<()> {
         self.reg
             .driver
             .delete(&layout::upload(&self.repo, &self.id))

@@ -118,40 +118,324 @@ fn sent_ratio(proxy: &Proxy, blob_len: usize, push: impl FnOnce()) -> f64 {
     (proxy.sent() - before) as f64 / blob_len as f64
 }
 
+/// A chunked upload of `blob` in `chunk`-byte chunks, committed.
+fn chunked(reg: &Registry, repo: &str, blob: &[u8], chunk: usize) {
+    let up = reg.start_upload(repo).unwrap();
+    for (i, c) in blob.chunks(chunk).enumerate() {
+        up.append((i * chunk) as u64, c).unwrap();
+    }
+    up.commit(&Digest::sha256(blob), Some(blob.len() as u64))
+        .unwrap();
+}
+
 #[test]
 fn an_upload_sends_its_blob_once() {
     let server = MotoServer::shared();
     let bucket = server.fresh_bucket();
     let proxy = Proxy::start(server.port());
-    let reg = Registry::open(S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap());
-
-    // A monolithic push (one chunk, as docker and skopeo push): each byte once; the
-    // move from _uploads/ to blobs/ is a server-side copy.
-    let blob = pattern(24 << 20, 2);
-    let d = Digest::sha256(&blob);
-    let once = sent_ratio(&proxy, blob.len(), || {
-        reg.put_blob("r", &blob).unwrap();
+    let s3 = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
+    let reg = Registry::open(s3.clone());
+    let len = 64 << 20;
+    let mut figures = Vec::new();
+    let mut measure = |name: &str, seed: u32, push: &dyn Fn(&[u8])| {
+        let blob = pattern(len, seed);
+        let before = s3.requests();
+        let ratio = sent_ratio(&proxy, len, || push(&blob));
+        let d = Digest::sha256(&blob);
+        assert_eq!(Digest::sha256(&reg.read_blob("r", &d).unwrap()), d);
+        let r = s3.requests();
+        eprintln!(
+            "64 MiB {name}: {ratio:.4} bytes sent per blob byte; {}",
+            diff(&r, &before)
+        );
+        figures.push((name.to_owned(), ratio, r.copy - before.copy));
+    };
+    // The digest known ahead (put_blob, imports): straight to the blob's key.
+    measure("put_blob (digest known)", 1, &|b| {
+        reg.put_blob("r", b).unwrap();
     });
-    eprintln!("monolithic 24 MiB push: {once:.4} bytes sent per blob byte");
-    assert!(once < 1.01, "a monolithic push sent {once} bytes per byte");
-    assert_eq!(Digest::sha256(&reg.read_blob("r", &d).unwrap()), d);
-
-    // A chunked push: S3 cannot append, so each chunk re-sends what came before it.
-    let blob = pattern(24 << 20, 3);
-    let d = Digest::sha256(&blob);
-    let chunked = sent_ratio(&proxy, blob.len(), || {
-        let up = reg.start_upload("r").unwrap();
-        for (i, c) in blob.chunks(8 << 20).enumerate() {
-            up.append((i * (8 << 20)) as u64, c).unwrap();
-        }
-        up.commit(&d, None).unwrap();
-    });
-    eprintln!("chunked 3 x 8 MiB push: {chunked:.4} bytes sent per blob byte");
-    assert!(
-        (1.99..2.02).contains(&chunked),
-        "three chunks re-send 1 + 2 of 3 thirds: {chunked}"
-    );
+    // One chunk, digest given at commit (a monolithic push): parts, then a server-side copy.
+    measure("one chunk", 2, &|b| chunked(&reg, "r", b, b.len()));
+    measure("8 MiB chunks", 3, &|b| chunked(&reg, "r", b, 8 << 20));
+    measure("1 MiB chunks", 4, &|b| chunked(&reg, "r", b, 1 << 20));
+    let [known, one, eight, small] = figures.as_slice() else {
+        unreachable!()
+    };
+    // Each byte once, plus request heads and the small state files (under 1%).
+    assert!(known.1 < 1.01, "{known:?}");
+    assert_eq!(known.2, 0, "no copy when the digest is known: {known:?}");
+    assert!(one.1 < 1.01, "{one:?}");
+    assert!(eight.1 < 1.01, "{eight:?}");
+    // Chunks under a part: a tail of up to 4 MiB is sent once more inside each 5 MiB
+    // part, and the last 4 MiB once more as the last part: (64 + 12 * 4 + 4) / 64 =
+    // 1.81, plus the metadata.
+    assert!(small.1 > 1.8 && small.1 < 1.85, "{small:?}");
     no_uploads_left(&reg);
+    assert_eq!(server.multipart_uploads(&bucket), 0);
+}
+
+/// The role a child process of a test plays, from its environment.
+const CHILD: &str = "REGSTORE_S3_CHILD";
+
+/// In a child: open the bucket the parent names, run `role`, and exit.
+fn child(role: &str) -> Option<(S3, String)> {
+    let spec = std::env::var(CHILD).ok()?;
+    let mut it = spec.splitn(3, ' ');
+    let (r, endpoint, bucket) = (it.next()?, it.next()?, it.next()?);
+    if r != role {
+        return None;
+    }
+    Some((
+        S3::open(config(endpoint, bucket, "")).unwrap(),
+        bucket.to_owned(),
+    ))
+}
+
+fn spawn_child(test: &str, role: &str, endpoint: &str, bucket: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, format!("{role} {endpoint} {bucket}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The upload id a child printed (`upload <id>`, among the test harness's lines); the
+/// rest of its output is drained on a thread, so the child never writes to a closed pipe.
+fn read_id(c: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child said {seen:?}");
+        // The harness prints `test NAME ... ` before what the test prints.
+        if let Some(at) = line.find("upload ") {
+            let id = line[at + "upload ".len()..].trim_end().to_owned();
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return id;
+        }
+        seen.push_str(&line);
+    }
+}
+
+#[test]
+fn an_upload_started_by_one_process_is_finished_by_another() {
+    let layer = pattern(20 << 20, 11);
+    if let Some((s3, _)) = child("first-half") {
+        // 7 MiB (a part) and 2 MiB (a tail piece), then exit with the upload open.
+        let reg = Registry::open(s3);
+        let up = reg.start_upload("lib/app").unwrap();
+        up.append(0, &layer[..7 << 20]).unwrap();
+        up.append(7 << 20, &layer[7 << 20..9 << 20]).unwrap();
+        println!("upload {}", up.id());
+        return;
+    }
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let mut c = spawn_child(
+        "an_upload_started_by_one_process_is_finished_by_another",
+        "first-half",
+        &server.endpoint(),
+        &bucket,
+    );
+    let id = read_id(&mut c);
+    assert!(c.wait().unwrap().success());
+    assert_eq!(server.multipart_uploads(&bucket), 1);
+
+    let s3 = S3::open(config(&server.endpoint(), &bucket, "")).unwrap();
+    let reg = Registry::open(s3.clone());
+    let up = reg.resume_upload("lib/app", &id).unwrap();
+    assert_eq!(up.status().unwrap().offset, 9 << 20);
+    // The hash of the 9 MiB comes from the saved state: nothing is read back.
+    let before = s3.requests();
+    assert_eq!(up.hash_state(9 << 20).unwrap().1, 0);
+    assert_eq!(s3.requests().get - before.get, 1, "only the state's GET");
+    up.append(9 << 20, &layer[9 << 20..]).unwrap();
+    let d = Digest::sha256(&layer);
+    up.commit(&d, Some(layer.len() as u64)).unwrap();
+    assert_eq!(Digest::sha256(&reg.read_blob("lib/app", &d).unwrap()), d);
+    no_uploads_left(&reg);
+    assert_eq!(server.multipart_uploads(&bucket), 0);
+}
+
+/// Bytes, slowly (12.5 MiB/s, 512 MiB at most): a push that a kill interrupts.
+struct Slow(u32);
+
+impl Read for Slow {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 >= 2048 {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let n = out.len().min(256 << 10);
+        out[..n].copy_from_slice(&pattern(n, self.0)[..n]);
+        self.0 += 1;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_process_killed_mid_upload_leaves_nothing_visible_and_cancel_leaves_no_parts() {
+    if let Some((s3, _)) = child("killed") {
+        let reg = Registry::open(s3);
+        let up = reg.start_upload("lib/app").unwrap();
+        up.append(0, &pattern(6 << 20, 12)[..]).unwrap();
+        println!("upload {}", up.id());
+        // The parent kills this process long before this returns.
+        let _ = up.append(6 << 20, Slow(0));
+        panic!("the parent did not kill the child");
+    }
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let mut c = spawn_child(
+        "a_process_killed_mid_upload_leaves_nothing_visible_and_cancel_leaves_no_parts",
+        "killed",
+        &server.endpoint(),
+        &bucket,
+    );
+    let id = read_id(&mut c);
+    let s3 = S3::open(config(&server.endpoint(), &bucket, "")).unwrap();
+    // Wait for a second part (8 MiB) to be on its way, then kill.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let reg = Registry::open(s3.clone());
+    let up = reg.resume_upload("lib/app", &id).unwrap();
+    assert_eq!(
+        up.status().unwrap().offset,
+        6 << 20,
+        "the last recorded append"
+    );
+    let visible: Vec<_> = s3
+        .walk(&Key::root())
+        .unwrap()
+        .into_iter()
+        .filter(|i| !i.is_dir && !i.key.as_str().contains("/_uploads/"))
+        .collect();
+    assert!(visible.is_empty(), "{visible:?}");
+    assert_eq!(reg.catalog(None, None).unwrap(), ["lib/app"]);
+    assert_eq!(server.multipart_uploads(&bucket), 1);
+    up.cancel().unwrap();
+    assert_eq!(
+        server.multipart_uploads(&bucket),
+        0,
+        "cancel aborts the parts"
+    );
+    assert!(s3.walk(&Key::root()).unwrap().is_empty());
+
+    // Purging a stale upload aborts its parts too.
+    let up = reg.start_upload("lib/app").unwrap();
+    up.append(0, &pattern(6 << 20, 13)[..]).unwrap();
+    assert_eq!(server.multipart_uploads(&bucket), 1);
+    let gone = reg.purge_uploads(std::time::Duration::ZERO).unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(
+        server.multipart_uploads(&bucket),
+        0,
+        "purge aborts the parts"
+    );
+}
+
+#[test]
+fn a_blob_past_the_copy_limit_is_moved_by_streaming() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let mut c = config(&server.endpoint(), &bucket, "");
+    c.copy_limit = 6 << 20;
+    let s3 = S3::open(c).unwrap();
+    let reg = Registry::open(s3.clone());
+    let small = pattern(5 << 20, 14);
+    let big = pattern(13 << 20, 15);
+    let before = s3.requests();
+    chunked(&reg, "r", &small, 8 << 20);
+    let mid = s3.requests();
+    assert_eq!(mid.copy - before.copy, 1, "CopyObject under the limit");
+    chunked(&reg, "r", &big, 8 << 20);
+    let after = s3.requests();
+    assert_eq!(after.copy - mid.copy, 0, "no CopyObject past the limit");
+    for b in [&small, &big] {
+        let d = Digest::sha256(b);
+        assert_eq!(Digest::sha256(&reg.read_blob("r", &d).unwrap()), d);
+    }
+    no_uploads_left(&reg);
+    assert_eq!(server.multipart_uploads(&bucket), 0);
+}
+
+#[test]
+fn gc_deletes_fifty_blobs_in_a_few_batched_requests() {
+    let server = MotoServer::shared();
+    let bucket = server.fresh_bucket();
+    let proxy = Proxy::start(server.port());
+    let s3 = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
+    let reg = Registry::open(s3.clone());
+    let keep = reg.put_blob("lib/app", &pattern(1 << 10, 16)).unwrap();
+    let c = reg.put_blob("lib/app", br#"{"os":"linux"}"#).unwrap();
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::OciManifest.as_str(),
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": keep.digest, "size": keep.size}],
+    });
+    reg.put_manifest("lib/app", "v1", &serde_json::to_vec(&m).unwrap(), None)
+        .unwrap();
+    std::thread::scope(|t| {
+        for w in 0..5u32 {
+            let reg = &reg;
+            t.spawn(move || {
+                for i in 0..10u32 {
+                    let repo = if i % 2 == 0 { "lib/app" } else { "lib/other" };
+                    let mut blob = pattern(100, 16);
+                    blob.extend_from_slice(format!("orphan {w} {i}").as_bytes());
+                    reg.put_blob(repo, &blob).unwrap();
+                }
+            });
+        }
+    });
+    let (start, lists, batches, deletes) = (
+        s3.requests(),
+        proxy.list_requests(),
+        proxy.batch_delete_requests(),
+        proxy.delete_requests(),
+    );
+    let report = regstore::gc::collect(
+        &reg,
+        regstore::gc::GcOptions {
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let done = s3.requests();
+    assert_eq!(report.blobs_deleted.len(), 50);
+    assert_eq!(report.links_deleted.len(), 50);
+    let (lists, batches, deletes) = (
+        proxy.list_requests() - lists,
+        proxy.batch_delete_requests() - batches,
+        proxy.delete_requests() - deletes,
+    );
+    eprintln!(
+        "gc deleting 50 of 52 blobs and their 50 links: {}; at the server: {lists} LIST, \
+         {batches} DeleteObjects, {deletes} DELETE",
+        diff(&done, &start)
+    );
+    // One batch for the blobs, one for the links: not 100 requests.
+    assert_eq!(batches, 2);
+    assert_eq!(deletes, 0);
+    assert_eq!(done.deleted_keys - start.deleted_keys, 100);
+    // Sizes and times come from the listing: no lookup per blob.
+    assert!(done.head - start.head < 10, "{}", done.head - start.head);
+    assert!(lists < 20, "{lists} listings");
+    for d in &report.blobs_deleted {
+        assert!(
+            s3.stat(&layout::blob_data(d)).is_err(),
+            "{d} is still there"
+        );
+    }
+    assert_eq!(
+        reg.read_blob("lib/app", &keep.digest).unwrap().len(),
+        1 << 10
+    );
 }
 
 #[test]
@@ -231,8 +515,15 @@ fn an_upload_cut_by_a_server_that_left_resumes_when_it_returns() {
     let e = up.append(first as u64, cut).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     // Nothing of the cut chunk is visible: the upload holds the first chunk, no blob.
-    let data = layout::upload_data("lib/app", up.id());
-    assert_eq!(direct.stat(&data).unwrap().size, first as u64);
+    let seen = Registry::open(direct.clone());
+    assert_eq!(
+        seen.resume_upload("lib/app", up.id())
+            .unwrap()
+            .status()
+            .unwrap()
+            .offset,
+        first as u64
+    );
     assert_eq!(
         direct.stat(&layout::blob_data(&d)).unwrap_err().kind(),
         ErrorKind::NotFound

@@ -65,7 +65,8 @@ macro_rules! storage_driver_tests {
             reader_starts_at_offset, writer_commit_and_append, writer_cancel_removes,
             list_direct_children_sorted, rename_files_and_directories,
             delete_is_recursive, walk_is_complete_and_sorted, stat_files_and_directories,
-            file_cannot_hold_children);
+            file_cannot_hold_children, delete_many_removes_each_key,
+            claimed_write_capabilities_hold);
     };
     (@each $factory:expr; $($check:ident),* $(,)?) => {
         $(
@@ -278,4 +279,91 @@ pub fn file_cannot_hold_children(d: &dyn StorageDriver) {
     assert!(d.writer(&k("/f/child"), false).is_err());
     assert_eq!(d.get_content(&k("/f")).unwrap(), b"file");
     d.delete(&k("/f")).unwrap();
+}
+
+/// `delete_many` removes files and whole trees in one call, skips keys that name
+/// nothing, and leaves every other key alone.
+pub fn delete_many_removes_each_key(d: &dyn StorageDriver) {
+    for i in 0..30 {
+        d.put_content(&k(&format!("/dm/blobs/{:02}/data", i)), b"x")
+            .unwrap();
+    }
+    d.put_content(&k("/dm/tree/a/b"), b"1").unwrap();
+    d.put_content(&k("/dm/tree/c"), b"2").unwrap();
+    d.put_content(&k("/dm/keep/f"), b"3").unwrap();
+    d.put_content(&k("/dm/blobs-sibling"), b"4").unwrap();
+    let mut doomed: Vec<Key> = (0..30)
+        .filter(|i| i % 3 != 0)
+        .map(|i| k(&format!("/dm/blobs/{:02}", i)))
+        .collect();
+    doomed.push(k("/dm/tree"));
+    doomed.push(k("/dm/keep/missing"));
+    doomed.push(k("/nowhere/at/all"));
+    d.delete_many(&doomed).unwrap();
+    d.delete_many(&[]).unwrap();
+    let left: Vec<String> = d
+        .walk(&Key::root())
+        .unwrap()
+        .into_iter()
+        .filter(|i| !i.is_dir)
+        .map(|i| i.key.to_string())
+        .collect();
+    let mut want: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("/dm/blobs/{:02}/data", i))
+        .collect();
+    want.push("/dm/blobs-sibling".into());
+    want.push("/dm/keep/f".into());
+    want.sort();
+    assert_eq!(left, want);
+    assert!(d.delete_many(&[Key::root()]).is_err(), "the root stays");
+    d.delete(&k("/dm")).unwrap();
+}
+
+/// What a backend claims beyond the common rules holds: with `atomic_writes`, a
+/// writer's bytes are invisible until commit and a cancelled or dropped one leaves the
+/// old file; with `multipart`, parts uploaded in any order assemble in index order and
+/// an abort leaves nothing. Every backend: a committed writer replaces the whole file.
+pub fn claimed_write_capabilities_hold(d: &dyn StorageDriver) {
+    let key = k("/cap/f");
+    d.put_content(&key, b"old content").unwrap();
+    let mut w = d.writer(&key, false).unwrap();
+    w.write_all(b"new").unwrap();
+    if d.atomic_writes() {
+        assert_eq!(d.get_content(&key).unwrap(), b"old content");
+        w.cancel().unwrap();
+        // Cancel removes the file, as the common rule says; a dropped writer keeps it.
+        d.put_content(&key, b"old content").unwrap();
+        let mut w = d.writer(&key, false).unwrap();
+        w.write_all(b"dropped").unwrap();
+        drop(w);
+        assert_eq!(d.get_content(&key).unwrap(), b"old content");
+        let mut w = d.writer(&key, false).unwrap();
+        w.write_all(b"new").unwrap();
+        w.commit().unwrap();
+    } else {
+        w.commit().unwrap();
+    }
+    assert_eq!(d.get_content(&key).unwrap(), b"new");
+    if let Some(m) = d.multipart() {
+        assert!(m.part_size() >= m.min_part_size());
+        let big = m.min_part_size();
+        let target = k("/cap/assembled");
+        let id = m.create_multipart(&target).unwrap();
+        let last = m.put_part(&target, &id, 1, b"tail".to_vec()).unwrap();
+        let first = m.put_part(&target, &id, 0, vec![7u8; big]).unwrap();
+        assert!(d.stat(&target).is_err(), "invisible before completion");
+        m.complete_multipart(&target, &id, &[first, last]).unwrap();
+        let got = d.get_content(&target).unwrap();
+        assert_eq!(got.len(), big + 4);
+        assert!(got[..big].iter().all(|&b| b == 7));
+        assert_eq!(&got[big..], b"tail");
+        let gone = k("/cap/aborted");
+        let id = m.create_multipart(&gone).unwrap();
+        m.put_part(&gone, &id, 0, vec![1u8; big]).unwrap();
+        m.abort_multipart(&gone, &id).unwrap();
+        m.abort_multipart(&gone, &id).unwrap();
+        assert_eq!(d.stat(&gone).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+    d.delete(&k("/cap")).unwrap();
 }

@@ -77,6 +77,10 @@ impl StorageDriver for Memory {
         "memory"
     }
 
+    fn atomic_writes(&self) -> bool {
+        true
+    }
+
     fn get_content(&self, key: &Key) -> Result<Vec<u8>> {
         let files = self.files();
         files

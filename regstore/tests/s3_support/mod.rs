@@ -118,6 +118,22 @@ impl MotoServer {
         );
     }
 
+    /// Multipart uploads in progress in `bucket` (ListMultipartUploads, unsigned as
+    /// moto accepts it): what cancel and abort must leave at zero.
+    pub fn multipart_uploads(&self, bucket: &str) -> usize {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(answer.contains(" 200 "), "list multipart uploads: {answer}");
+        answer.matches("<Upload>").count()
+    }
+
     /// A fresh bucket with a name unique in this process.
     pub fn fresh_bucket(&self) -> String {
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -166,6 +182,8 @@ pub struct Proxy {
     port: u16,
     sent: Arc<AtomicU64>,
     lists: Arc<AtomicU64>,
+    batch_deletes: Arc<AtomicU64>,
+    deletes: Arc<AtomicU64>,
     down: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
@@ -174,19 +192,44 @@ pub struct Proxy {
 
 /// What a ListObjectsV2 request line carries.
 const LIST: &[u8] = b"list-type=2";
+/// What a DeleteObjects (batched) request line carries: `POST /bucket?delete`.
+const BATCH_DELETE: &[u8] = b"?delete";
+/// A single-object delete (DeleteObject, AbortMultipartUpload).
+const DELETE: &[u8] = b"DELETE /";
 
-fn pump(mut from: TcpStream, mut to: TcpStream, count: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>) {
+/// What the proxy counts of what clients send.
+#[derive(Clone)]
+struct Counters {
+    bytes: Arc<AtomicU64>,
+    lists: Arc<AtomicU64>,
+    batch_deletes: Arc<AtomicU64>,
+    deletes: Arc<AtomicU64>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, count: Option<Counters>) {
     let mut buf = vec![0u8; 64 << 10];
     let mut carry: Vec<u8> = Vec::new();
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 || to.write_all(&buf[..n]).is_err() {
             break;
         }
-        if let Some((bytes, lists)) = &count {
-            bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(c) = &count {
+            c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            let old = carry.len();
             carry.extend_from_slice(&buf[..n]);
-            let found = carry.windows(LIST.len()).filter(|w| *w == LIST).count();
-            lists.fetch_add(found as u64, Ordering::Relaxed);
+            for (pat, counter) in [
+                (LIST, &c.lists),
+                (BATCH_DELETE, &c.batch_deletes),
+                (DELETE, &c.deletes),
+            ] {
+                // Matches that end in the new bytes: none is counted twice.
+                let found = carry
+                    .windows(pat.len())
+                    .enumerate()
+                    .filter(|(i, w)| i + pat.len() > old && *w == pat)
+                    .count();
+                counter.fetch_add(found as u64, Ordering::Relaxed);
+            }
             let keep = carry.len().saturating_sub(LIST.len() - 1);
             carry.drain(..keep);
         }
@@ -201,16 +244,18 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let sent = Arc::new(AtomicU64::new(0));
         let lists = Arc::new(AtomicU64::new(0));
+        let batch_deletes = Arc::new(AtomicU64::new(0));
+        let deletes = Arc::new(AtomicU64::new(0));
+        let counters = Counters {
+            bytes: sent.clone(),
+            lists: lists.clone(),
+            batch_deletes: batch_deletes.clone(),
+            deletes: deletes.clone(),
+        };
         let down = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (s, ls, dn, cl, cs) = (
-            sent.clone(),
-            lists.clone(),
-            down.clone(),
-            closing.clone(),
-            conns.clone(),
-        );
+        let (dn, cl, cs) = (down.clone(), closing.clone(), conns.clone());
         let accept = std::thread::spawn(move || {
             for client in listener.incoming() {
                 if cl.load(Ordering::SeqCst) {
@@ -233,7 +278,7 @@ impl Proxy {
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                let count = (s.clone(), ls.clone());
+                let count = counters.clone();
                 std::thread::spawn(move || pump(client, server, Some(count)));
                 std::thread::spawn(move || pump(s2, c2, None));
             }
@@ -242,6 +287,8 @@ impl Proxy {
             port,
             sent,
             lists,
+            batch_deletes,
+            deletes,
             down,
             closing,
             conns,
@@ -262,6 +309,16 @@ impl Proxy {
     /// ListObjectsV2 requests (pages) clients sent so far.
     pub fn list_requests(&self) -> u64 {
         self.lists.load(Ordering::Relaxed)
+    }
+
+    /// DeleteObjects (batched) requests clients sent so far.
+    pub fn batch_delete_requests(&self) -> u64 {
+        self.batch_deletes.load(Ordering::Relaxed)
+    }
+
+    /// Single-object DELETE requests (DeleteObject, AbortMultipartUpload) so far.
+    pub fn delete_requests(&self) -> u64 {
+        self.deletes.load(Ordering::Relaxed)
     }
 
     /// Cut every connection and refuse new ones, as a server that went away.

@@ -29,6 +29,10 @@ pub struct S3Config {
     pub retry_timeout: Duration,
     /// Size of each multipart part (at least [`MIN_PART_SIZE`](super::MIN_PART_SIZE)).
     pub part_size: usize,
+    /// The largest file a move copies on the server (`CopyObject`, which S3 caps at
+    /// 5 GiB, the default); a larger one is streamed through this process (read, then
+    /// written as a multipart upload).
+    pub copy_limit: u64,
 }
 
 impl fmt::Debug for S3Config {
@@ -41,13 +45,14 @@ impl fmt::Debug for S3Config {
             .field("access_key_id", &self.access_key_id)
             .field("path_style", &self.path_style)
             .field("part_size", &self.part_size)
+            .field("copy_limit", &self.copy_limit)
             .finish_non_exhaustive()
     }
 }
 
 impl S3Config {
     /// A configuration for `bucket` under `prefix`, region `us-east-1`, no endpoint,
-    /// no credentials, 3 retries within 30 s, 8 MiB parts.
+    /// no credentials, 3 retries within 30 s, 8 MiB parts, server-side copies up to 5 GiB.
     pub fn new(bucket: &str, prefix: &str) -> S3Config {
         S3Config {
             endpoint: None,
@@ -61,6 +66,7 @@ impl S3Config {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),
             part_size: 8 << 20,
+            copy_limit: super::MAX_COPY,
         }
     }
 

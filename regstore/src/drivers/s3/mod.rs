@@ -10,9 +10,18 @@
 //!   is visible before commit and a failed upload leaves no object.
 //! - S3 cannot append: a writer opened with `append` on a non-empty file first streams
 //!   the existing bytes into its new upload (a download and a re-upload of them).
-//! - `rename` is a server-side copy then a delete (not atomic for a directory), and a
-//!   file cannot have children: writers and puts look up the key's ancestors first.
+//! - `rename` is a server-side copy then a delete (not atomic for a directory); a file
+//!   above [`S3Config::copy_limit`] (S3's `CopyObject` stops at 5 GiB, and object_store
+//!   offers no ranged `UploadPartCopy`) is streamed through this process instead.
+//! - a file cannot have children: writers and puts look up the key's ancestors first.
+//! - [`StorageDriver::multipart`] hands out S3 multipart uploads whose ids and part
+//!   ETags a caller persists, so an upload's bytes go to the server once and another
+//!   process can continue it (see [`crate::uploads`]).
+//! - [`StorageDriver::delete_many`] is one paginated listing under the keys' common
+//!   prefix and one `DeleteObjects` request per 1,000 objects.
 
+#[cfg(any(feature = "gcs", feature = "azure"))]
+mod clouds;
 mod config;
 mod requests;
 mod stream;
@@ -25,7 +34,8 @@ use std::time::{Duration, SystemTime};
 
 use cargohold_core::{Error, ErrorKind, Result};
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
@@ -43,15 +53,25 @@ use crate::{FileInfo, FileWriter, Key, StorageDriver};
 pub const MIN_PART_SIZE: usize = 5 << 20;
 /// Parts uploading at once per writer.
 const IN_FLIGHT: usize = 2;
+/// The largest object S3's `CopyObject` copies: 5 GiB.
+pub const MAX_COPY: u64 = 5 << 30;
 
-/// A key space in an S3-compatible bucket; clones share the connection pool.
-#[derive(Debug, Clone)]
+/// What the driver needs of an object_store backend.
+pub(crate) trait Store: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Store for T {}
+
+/// A key space in an S3-compatible bucket (or, with the `gcs` and `azure` features, a
+/// Google Cloud Storage bucket or an Azure Blob container: [`S3::open_gcs`],
+/// [`S3::open_azure`]); clones share the connection pool.
+#[derive(Clone)]
 pub struct S3 {
-    store: Arc<AmazonS3>,
+    store: Arc<dyn Store>,
+    backend: &'static str,
     rt: Arc<Runtime>,
     bucket: String,
     prefix: String,
     part_size: usize,
+    copy_limit: u64,
     requests: Arc<Requests>,
 }
 
@@ -94,6 +114,19 @@ fn s3_code(e: &object_store::Error) -> Option<String> {
     Some(text[start..start + len].to_owned())
 }
 
+/// A key prefix without its outer slashes, checked to be key components.
+fn check_prefix(op: &'static str, name: &str, prefix: &str) -> Result<String> {
+    let prefix = prefix.trim_matches('/');
+    if !prefix.is_empty() && Key::parse(&format!("/{prefix}")).is_err() {
+        return Err(invalid(
+            op,
+            name,
+            "a prefix is key components ([A-Za-z0-9._-]) joined by /",
+        ));
+    }
+    Ok(prefix.to_owned())
+}
+
 fn not_found(op: &'static str, key: &Key) -> Error {
     Error::new(ErrorKind::NotFound, op, key, "no such file")
 }
@@ -116,14 +149,7 @@ impl S3 {
                 format!("part size below S3's minimum of {MIN_PART_SIZE} bytes"),
             ));
         }
-        let prefix = config.prefix.trim_matches('/');
-        if !prefix.is_empty() && Key::parse(&format!("/{prefix}")).is_err() {
-            return Err(invalid(
-                "open",
-                &name,
-                "a prefix is key components ([A-Za-z0-9._-]) joined by /",
-            ));
-        }
+        let prefix = &check_prefix("open", &name, &config.prefix)?;
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
@@ -160,6 +186,31 @@ impl S3 {
         let store = b
             .build()
             .map_err(|e| map_err("open", &name, e).with_kind(ErrorKind::InvalidArgument))?;
+        S3::on_store(
+            Arc::new(store),
+            "s3",
+            name,
+            &config.bucket,
+            prefix,
+            config.part_size,
+            config.copy_limit,
+            config.access_key_id.as_deref(),
+        )
+    }
+
+    /// The driver over a built store: a runtime, then one listing that checks the
+    /// bucket answers.
+    #[allow(clippy::too_many_arguments)]
+    fn on_store(
+        store: Arc<dyn Store>,
+        backend: &'static str,
+        name: String,
+        bucket: &str,
+        prefix: &str,
+        part_size: usize,
+        copy_limit: u64,
+        key_id: Option<&str>,
+    ) -> Result<S3> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("regstore-s3")
@@ -167,11 +218,13 @@ impl S3 {
             .build()
             .map_err(|e| Error::io("open", &name, e))?;
         let s3 = S3 {
-            store: Arc::new(store),
+            store,
+            backend,
             rt: Arc::new(rt),
-            bucket: config.bucket.clone(),
+            bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
-            part_size: config.part_size,
+            part_size,
+            copy_limit,
             requests: Arc::default(),
         };
         let probe = s3.dir_path(&Key::root());
@@ -185,7 +238,7 @@ impl S3 {
                         ErrorKind::NotFound,
                         "open",
                         &name,
-                        format!("bucket {} does not exist", config.bucket),
+                        format!("bucket {bucket} does not exist"),
                     )
                     .with_source(err),
                     ErrorKind::PermissionDenied => Error::new(
@@ -193,9 +246,8 @@ impl S3 {
                         "open",
                         &name,
                         format!(
-                            "the server refused the credentials (access key id {}) for bucket {}",
-                            config.access_key_id.as_deref().unwrap_or("none"),
-                            config.bucket
+                            "the server refused the credentials (access key id {}) for bucket {bucket}",
+                            key_id.unwrap_or("none"),
                         ),
                     )
                     .with_source(err),
@@ -204,7 +256,21 @@ impl S3 {
             })?;
         Ok(s3)
     }
+}
 
+/// The driver's name for a store (a `dyn Store` has no `Debug`).
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("backend", &self.backend)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3 {
     /// The requests this driver and its clones sent so far, by kind.
     pub fn requests(&self) -> RequestCounts {
         self.requests.snapshot()
@@ -364,7 +430,7 @@ impl S3 {
 
 impl StorageDriver for S3 {
     fn name(&self) -> &'static str {
-        "s3"
+        self.backend
     }
 
     fn get_content(&self, key: &Key) -> Result<Vec<u8>> {
@@ -516,6 +582,18 @@ impl StorageDriver for S3 {
             old.push(self.path(to));
         }
         self.delete_paths("move", to, old)?;
+        if from_is_file
+            && let Some(m) = self.head("move", from)?
+            && m.size > self.copy_limit
+        {
+            // Too big for CopyObject: through this process, as a multipart upload.
+            let mut r = self.reader(from, 0)?;
+            let mut w = ObjectWriter::new(self.clone(), to.clone(), self.path(to));
+            io::copy(&mut r, &mut w)
+                .map_err(|e| cargohold_core::error::from_io_error("move", from, e))?;
+            Box::new(w).commit()?;
+            return self.delete_paths("move", from, vec![self.path(from)]);
+        }
         self.rt.block_on(async {
             for (src, dst) in &sources {
                 self.requests.count(Request::Copy);
@@ -545,6 +623,52 @@ impl StorageDriver for S3 {
             return Err(not_found("delete", key));
         }
         self.delete_paths("delete", key, paths)
+    }
+
+    fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        if keys.iter().any(Key::is_root) {
+            return Err(invalid("delete", first, "the root cannot be deleted"));
+        }
+        // The deepest directory holding every key: one listing below it finds each key
+        // and everything under it.
+        let mut common = first.parent().unwrap_or_else(Key::root);
+        for k in &keys[1..] {
+            while !(k.is_below(&common)) {
+                common = common.parent().unwrap_or_else(Key::root);
+            }
+        }
+        let wanted: std::collections::BTreeSet<&str> = keys.iter().map(Key::as_str).collect();
+        let hit = |k: &Key| {
+            let mut p = Some(k.clone());
+            while let Some(c) = p {
+                if wanted.contains(c.as_str()) {
+                    return true;
+                }
+                if c == common {
+                    return false;
+                }
+                p = c.parent();
+            }
+            false
+        };
+        let mut doomed = Vec::new();
+        for m in self.objects_below("delete", &common)? {
+            if hit(&self.key_of(&m.location)?) {
+                doomed.push(m.location);
+            }
+        }
+        self.delete_paths("delete", &common, doomed)
+    }
+
+    fn atomic_writes(&self) -> bool {
+        true
+    }
+
+    fn multipart(&self) -> Option<&dyn crate::MultipartDriver> {
+        Some(self)
     }
 
     fn walk(&self, key: &Key) -> Result<Vec<FileInfo>> {
@@ -582,5 +706,74 @@ impl StorageDriver for S3 {
             );
         }
         Ok(out.into_values().collect())
+    }
+}
+
+impl crate::MultipartDriver for S3 {
+    fn min_part_size(&self) -> usize {
+        MIN_PART_SIZE
+    }
+
+    fn part_size(&self) -> usize {
+        self.part_size
+    }
+
+    fn create_multipart(&self, key: &Key) -> Result<String> {
+        if key.is_root() {
+            return Err(invalid("multipart", key, "the root is a directory"));
+        }
+        self.check_place("multipart", key)?;
+        self.requests.count(Request::Multipart);
+        self.rt
+            .block_on(self.store.create_multipart(&self.path(key)))
+            .map_err(|e| map_err("multipart", key, e))
+    }
+
+    fn put_part(&self, key: &Key, id: &str, index: usize, data: Vec<u8>) -> Result<String> {
+        self.requests.count(Request::Multipart);
+        self.rt
+            .block_on(self.store.put_part(
+                &self.path(key),
+                &id.to_owned(),
+                index,
+                PutPayload::from(data),
+            ))
+            .map(|p| p.content_id)
+            .map_err(|e| map_err("put part", key, e))
+    }
+
+    fn complete_multipart(&self, key: &Key, id: &str, parts: &[String]) -> Result<()> {
+        self.requests.count(Request::Multipart);
+        let parts = parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.clone(),
+            })
+            .collect();
+        self.rt
+            .block_on(
+                self.store
+                    .complete_multipart(&self.path(key), &id.to_owned(), parts),
+            )
+            .map(|_| ())
+            .map_err(|e| map_err("complete", key, e))
+    }
+
+    fn abort_multipart(&self, key: &Key, id: &str) -> Result<()> {
+        self.requests.count(Request::Multipart);
+        match self
+            .rt
+            .block_on(self.store.abort_multipart(&self.path(key), &id.to_owned()))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = map_err("abort", key, e);
+                if err.kind() == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 }
