@@ -270,8 +270,12 @@ pub(crate) fn assemble(d: &dyn StorageDriver, repo: &str, id: &str, st: &PartSta
     Ok(data)
 }
 
-/// Abort the upload's multipart upload, if it has one.
+/// Abort the upload's multipart upload, if it has one. On a backend without multipart
+/// uploads (a store migrated from a bucket) there is nothing this store could abort.
 pub(crate) fn abort(d: &dyn StorageDriver, repo: &str, id: &str) -> Result<()> {
+    if d.multipart().is_none() {
+        return Ok(());
+    }
     if let Some(PartState {
         upload_id: Some(u), ..
     }) = load(d, repo, id)?

@@ -600,10 +600,18 @@ fn migrate_carries_a_store_into_a_bucket_and_back() {
         s3.stat(&layout::blob_data(&d)).unwrap().size,
         blob.len() as u64
     );
+    // An upload in progress in the bucket (a tail piece, no part yet) travels as its
+    // state: the memory store reports it and can cancel it (it has no parts to abort).
+    let open = Registry::open(s3.clone()).start_upload("lib/app").unwrap();
+    open.append(0, &pattern(1 << 20, 9)[..]).unwrap();
     let back = regstore::drivers::Memory::new();
     regstore::migrate::migrate(&s3, &back).unwrap();
     let reg = Registry::open(back);
     assert_eq!(Digest::sha256(&reg.read_blob("lib/app", &d).unwrap()), d);
+    let moved = reg.resume_upload("lib/app", open.id()).unwrap();
+    assert_eq!(moved.status().unwrap().offset, 1 << 20);
+    moved.cancel().unwrap();
+    open.cancel().unwrap();
 }
 
 #[test]
