@@ -11,7 +11,9 @@ use super::{MAX_COPY, S3, map_err};
 
 const PART_SIZE: usize = 8 << 20;
 
-fn built<T>(name: &str, r: object_store::Result<T>) -> Result<T> {
+fn built<T>(name: &str, r: impl FnOnce() -> object_store::Result<T>) -> Result<T> {
+    super::install_crypto_provider();
+    let r = r();
     r.map_err(|e| map_err("open", name, e).with_kind(ErrorKind::InvalidArgument))
 }
 
@@ -38,7 +40,7 @@ impl S3 {
     ) -> Result<S3> {
         let name = format!("gs://{bucket}/{prefix}");
         let prefix = super::check_prefix("open", &name, prefix)?;
-        let store = built(&name, builder.build())?;
+        let store = built(&name, || builder.build())?;
         S3::on_store(
             Arc::new(store),
             "gcs",
@@ -76,7 +78,7 @@ impl S3 {
     ) -> Result<S3> {
         let name = format!("az://{container}/{prefix}");
         let prefix = super::check_prefix("open", &name, prefix)?;
-        let store = built(&name, builder.build())?;
+        let store = built(&name, || builder.build())?;
         S3::on_store(
             Arc::new(store),
             "azure",

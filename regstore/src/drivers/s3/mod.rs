@@ -114,6 +114,16 @@ fn s3_code(e: &object_store::Error) -> Option<String> {
     Some(text[start..start + len].to_owned())
 }
 
+/// Make ring rustls' crypto provider for this process, once, before any HTTP client is
+/// built (reqwest is built without a provider of its own). A provider another part of
+/// the process installed first is kept.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A key prefix without its outer slashes, checked to be key components.
 fn check_prefix(op: &'static str, name: &str, prefix: &str) -> Result<String> {
     let prefix = prefix.trim_matches('/');
@@ -150,6 +160,7 @@ impl S3 {
             ));
         }
         let prefix = &check_prefix("open", &name, &config.prefix)?;
+        install_crypto_provider();
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
