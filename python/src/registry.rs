@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use pyo3::types::PyString;
 use regstore::drivers::filesystem::Filesystem;
-use regstore::drivers::{S3_SCHEME, open_location};
+use regstore::drivers::{Location, SCHEMES, open_location};
 
 use crate::blobs::{BlobReader, Descriptor, Upload, append_source};
 use crate::exceptions::{detached, digest_arg};
@@ -19,7 +21,11 @@ use crate::transfers::{Progress, Transfer, layout_total, registry_total};
 /// serves them), shared safely by several processes. ``root`` may instead be
 /// ``s3://BUCKET/PREFIX``: the same layout in an S3-compatible bucket, configured from
 /// ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID`` and
-/// ``AWS_SECRET_ACCESS_KEY`` (``root`` then returns it as a path).
+/// ``AWS_SECRET_ACCESS_KEY`` (``root`` then returns it as a path); ``gs://`` and
+/// ``az://`` locations work where the extension was built with regstore's ``gcs`` and
+/// ``azure`` features. A location must be a ``str``: an ``os.PathLike`` is always a
+/// local directory, and one that reads ``s3:/...`` (what ``pathlib.Path("s3://b/p")``
+/// makes of a location) is refused with ValueError.
 ///
 /// Repository names and tags follow the distribution spec; anything else is
 /// InvalidArgument. Digests are ``sha256:<64 hex>`` (or sha512). Every call releases
@@ -34,11 +40,30 @@ pub struct Registry {
 #[pymethods]
 impl Registry {
     #[new]
-    fn new(py: Python<'_>, root: PathBuf) -> PyResult<Registry> {
-        let r = root.clone();
+    fn new(py: Python<'_>, root: &Bound<'_, PyAny>) -> PyResult<Registry> {
+        let is_str = root.is_instance_of::<PyString>();
+        let path: PathBuf = root.extract()?;
+        if !is_str
+            && let Some(scheme) = path
+                .to_str()
+                .and_then(|p| SCHEMES.iter().find(|s| p.starts_with(&format!("{s}:/"))))
+        {
+            return Err(PyValueError::new_err(format!(
+                "{} looks like a {scheme}:// location that a path object folded \
+                 ({scheme}:// became {scheme}:/); pass the location as a str, e.g. \
+                 Registry(\"{scheme}://BUCKET/PREFIX\"); a path object is always a local \
+                 directory",
+                path.display()
+            )));
+        }
+        let r = path.clone();
+        let root = path;
         let reg = detached(py, move || {
-            // `s3://BUCKET/PREFIX`: a bucket configured from the AWS_* variables.
-            if let Some(loc) = r.to_str().filter(|l| l.starts_with(S3_SCHEME)) {
+            // `s3://`, `gs://`, `az://`: a bucket configured from the environment.
+            if is_str
+                && let Some(loc) = r.to_str()
+                && !matches!(Location::parse(loc)?, Location::Directory(_))
+            {
                 return Ok(regstore::Registry::on(open_location(loc)?));
             }
             std::fs::create_dir_all(&r)

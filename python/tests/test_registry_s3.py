@@ -4,6 +4,7 @@ directory named ``s3:`` instead of the bucket. Runs against moto's S3 server
 
 import hashlib
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -65,3 +66,21 @@ def test_a_registry_opens_on_a_bucket(moto, monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(cargohold.NotFound):
         cargohold.Registry("s3://no-such-bucket/x")
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs", "az"])
+def test_a_path_object_that_folded_a_location_is_refused(scheme, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folded = pathlib.Path(f"{scheme}://bucket/prefix")
+    assert str(folded) == f"{scheme}:/bucket/prefix"
+    with pytest.raises(ValueError, match="pass the location as a str"):
+        cargohold.Registry(folded)
+    assert not (tmp_path / f"{scheme}:").exists(), "no local directory was made"
+
+
+def test_a_path_object_is_a_local_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # A directory whose name merely starts like a scheme stays a directory.
+    with cargohold.Registry(pathlib.Path("s3-cache") / "reg") as reg:
+        reg.put_blob("lib/app", b"x")
+    assert (tmp_path / "s3-cache" / "reg" / "docker" / "registry" / "v2").is_dir()
