@@ -8,7 +8,7 @@
 //! Prints one JSON object per run.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
 use regstore::Registry;
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.get(3).map(String::as_str) {
         None => {
             let up = reg.start_upload(REPO)?;
-            let size = up.append(0, BufReader::with_capacity(4 << 20, file))?;
+            let size = up.append(0, &file)?;
             let digest = up.digest()?;
             up.commit(&digest, Some(size))?;
             println!(
@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             up.append(
                 0,
                 KillAfter {
-                    inner: BufReader::with_capacity(4 << 20, file),
+                    inner: file,
                     left: n,
                 },
             )?;
@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let at = up.status()?.offset;
             let (_, rehashed) = up.hash_state(at)?;
             file.seek(SeekFrom::Start(at))?;
-            let size = up.append(at, BufReader::with_capacity(4 << 20, file))?;
+            let size = up.append(at, &file)?;
             let digest = up.digest()?;
             up.commit(&digest, Some(size))?;
             println!(

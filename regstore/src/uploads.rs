@@ -17,7 +17,7 @@
 //! processes appending to the same upload at once are not detected.
 
 use std::io::{Read, Write};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cargohold_core::{Algorithm, Digest, Error, ErrorKind, Hasher, Result};
@@ -31,8 +31,9 @@ use crate::{Key, layout};
 
 /// Hash state is saved at least this often while a chunk is written.
 pub const CHECKPOINT: u64 = 16 << 20;
-const BUF: usize = 4 << 20;
-const POOL: usize = 3;
+const BUF: usize = 1 << 20;
+/// Buffers circulating between the reading/writing thread and the hasher.
+const POOL: usize = 4;
 
 /// An upload in progress.
 #[derive(Debug, Clone)]
@@ -286,8 +287,12 @@ impl Upload {
     }
 
     /// Append a chunk that must start at `offset`, the current size (else `Conflict`,
-    /// `BLOB_UPLOAD_INVALID`). Returns the new size. Reading, hashing and writing
-    /// overlap: a second thread writes while this one hashes.
+    /// `BLOB_UPLOAD_INVALID`). Returns the new size.
+    ///
+    /// One pass over the data: this thread reads each buffer and writes it while a
+    /// second thread hashes the same buffer, so the bytes hashed are exactly the bytes
+    /// written. The hasher hands back the state at every [`CHECKPOINT`] boundary and it
+    /// is saved once the data up to it is written.
     pub fn append(&self, offset: u64, chunk: impl Read) -> Result<u64> {
         let st = self.parts()?;
         let size = match &st {
@@ -350,69 +355,70 @@ impl Upload {
     }
 
     /// Read `chunk` into `writer` while hashing it into `h` (which is at `size`), saving
-    /// the hash state at each checkpoint; returns the writer and a read error, if any
-    /// (what was read before it is written).
-    fn pump<W: Write + Send>(
+    /// the hash state at each checkpoint once the data up to it is written; returns the
+    /// writer and a read error, if any (what was read before it is written and hashed).
+    fn pump<W: Write>(
         &self,
         h: &mut ResumableSha256,
         size: u64,
-        writer: W,
+        mut writer: W,
         mut chunk: impl Read,
     ) -> Result<(W, Option<std::io::Error>)> {
-        // Three buffers circulate: one being read and hashed here, two being written.
-        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
-        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
-        for _ in 0..POOL {
-            back_tx.send(vec![0u8; BUF]).expect("the receiver is alive");
+        debug_assert_eq!(h.len(), size);
+        let (tx, rx) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(POOL);
+        let (back_tx, back_rx) = mpsc::channel::<Arc<Vec<u8>>>();
+        let (state_tx, state_rx) = mpsc::channel::<ResumableSha256>();
+        let start = std::mem::take(h);
+        let hasher = std::thread::spawn(move || hash_buffers(start, &rx, &back_tx, &state_tx));
+        let mut fresh = POOL;
+        let mut read_err = None;
+        let mut failed = None;
+        loop {
+            let mut buf = if fresh > 0 {
+                fresh -= 1;
+                vec![0u8; BUF]
+            } else {
+                // The hasher hands each buffer back once hashed; this thread dropped
+                // its own reference when the write returned.
+                match back_rx.recv() {
+                    Ok(b) => Arc::try_unwrap(b).unwrap_or_else(|_| vec![0u8; BUF]),
+                    Err(_) => break, // the hasher is gone: join reports why
+                }
+            };
+            let n = match read_full(&mut chunk, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    read_err = Some(e);
+                    break;
+                }
+            };
+            let buf = Arc::new(buf);
+            if tx.send((Arc::clone(&buf), n)).is_err() {
+                break;
+            }
+            if let Err(e) = writer.write_all(&buf[..n]) {
+                failed = Some(cargohold_core::error::from_io_error("write", &self.id, e));
+                break;
+            }
+            drop(buf);
+            // Every state received so far is at or below what is now written.
+            if let Err(e) = state_rx.try_iter().try_for_each(|s| self.save_state(&s)) {
+                failed = Some(e);
+                break;
+            }
         }
-        let id = self.id.clone();
-        std::thread::scope(|scope| {
-            let thread = scope.spawn(move || -> Result<W> {
-                let mut w = writer;
-                for (buf, n) in rx {
-                    w.write_all(&buf[..n])
-                        .map_err(|e| cargohold_core::error::from_io_error("write", &id, e))?;
-                    let _ = back_tx.send(buf);
-                }
-                Ok(w)
-            });
-            let mut next_checkpoint = (size / CHECKPOINT + 1) * CHECKPOINT;
-            let mut read_err = None;
-            let mut save_err = None;
-            // When the writer thread fails, its buffers stop coming back: stop and join.
-            while let Ok(mut buf) = back_rx.recv() {
-                let want = ((next_checkpoint - h.len()) as usize).min(BUF);
-                let n = match read_full(&mut chunk, &mut buf[..want]) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        read_err = Some(e);
-                        break;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                if tx.send((buf, n)).is_err() {
-                    break;
-                }
-                if h.len() == next_checkpoint {
-                    if let Err(e) = self.save_state(h) {
-                        save_err = Some(e);
-                        break;
-                    }
-                    next_checkpoint += CHECKPOINT;
-                }
-            }
-            drop(tx);
-            let writer = thread.join().map_err(|_| {
-                Error::new(ErrorKind::Io, "append", &self.id, "writer thread panicked")
-            })??;
-            if let Some(e) = save_err {
-                return Err(e);
-            }
-            Ok((writer, read_err))
-        })
+        drop(tx);
+        *h = hasher
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Io, "append", &self.id, "hasher thread panicked"))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for s in state_rx.try_iter() {
+            self.save_state(&s)?;
+        }
+        Ok((writer, read_err))
     }
 
     /// Finish the upload as blob `expected` (and `size`, when given). A mismatch is
@@ -524,6 +530,30 @@ impl Upload {
                 }
             })
     }
+}
+
+/// The hasher thread: hash each buffer, send back the state at each checkpoint
+/// boundary and the buffer once hashed; returns the final state.
+fn hash_buffers(
+    mut h: ResumableSha256,
+    rx: &mpsc::Receiver<(Arc<Vec<u8>>, usize)>,
+    back: &mpsc::Sender<Arc<Vec<u8>>>,
+    states: &mpsc::Sender<ResumableSha256>,
+) -> ResumableSha256 {
+    let mut next = (h.len() / CHECKPOINT + 1) * CHECKPOINT;
+    for (buf, n) in rx {
+        let mut data = &buf[..n];
+        while h.len() + data.len() as u64 >= next {
+            let (now, rest) = data.split_at((next - h.len()) as usize);
+            h.update(now);
+            let _ = states.send(h.clone());
+            data = rest;
+            next += CHECKPOINT;
+        }
+        h.update(data);
+        let _ = back.send(buf);
+    }
+    h
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

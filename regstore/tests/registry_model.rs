@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use cargohold_core::{Digest, ErrorKind};
 use regstore::drivers::{Filesystem, Memory};
+use regstore::hashstate::ResumableSha256;
 use regstore::{ErrorCode, Key, MediaType, Registry, StorageDriver, error_code, layout};
 use serde_json::json;
 
@@ -154,6 +155,110 @@ fn resumed_upload_rehashes_from_the_last_checkpoint() {
         assert_eq!(rehashed, (20 << 20) - (16 << 20));
         let d = up.commit(&Digest::sha256(&chunk), None).unwrap().digest;
         assert_eq!(reg.stat_blob("big", &d).unwrap().size, chunk.len() as u64);
+    });
+}
+
+/// Hands out `data` in pieces of `piece` bytes (like a socket), then fails with `fail`
+/// when given.
+struct Pieces<'a> {
+    data: &'a [u8],
+    piece: usize,
+    fail: Option<std::io::ErrorKind>,
+}
+
+impl Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.data.is_empty()
+            && let Some(kind) = self.fail
+        {
+            return Err(kind.into());
+        }
+        let n = buf.len().min(self.piece).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn every_saved_hash_state_is_the_hash_of_the_bytes_before_it() {
+    both(|reg| {
+        let data: Vec<u8> = (0..(41u32 << 20) + 12_345)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let first = (3 << 20) + 7;
+        let up = reg.start_upload("states").unwrap();
+        up.append(0, &data[..first]).unwrap();
+        let end = up
+            .append(
+                first as u64,
+                Pieces {
+                    data: &data[first..],
+                    piece: 1_000_003,
+                    fail: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(end, data.len() as u64);
+        let dir = layout::upload_hashstates("states", up.id());
+        let mut offsets: Vec<u64> = reg
+            .driver()
+            .list(&dir)
+            .unwrap()
+            .iter()
+            .map(|k| k.file_name().parse().unwrap())
+            .collect();
+        offsets.sort_unstable();
+        let c = regstore::uploads::CHECKPOINT;
+        assert_eq!(offsets, vec![first as u64, c, 2 * c, data.len() as u64]);
+        for off in offsets {
+            let raw = reg
+                .driver()
+                .get_content(&dir.join(&off.to_string()).unwrap());
+            let state = ResumableSha256::unmarshal(&raw.unwrap()).unwrap();
+            assert_eq!(state.len(), off);
+            assert_eq!(
+                state.digest(),
+                Digest::sha256(&data[..off as usize]),
+                "{off}"
+            );
+        }
+        up.commit(&Digest::sha256(&data), Some(data.len() as u64))
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_chunk_that_fails_midway_keeps_a_consistent_prefix_and_resumes() {
+    both(|reg| {
+        let data: Vec<u8> = (0..(6u32 << 20) + 999).map(|i| (i % 253) as u8).collect();
+        let cut = (5 << 20) + 17;
+        let up = reg.start_upload("broken").unwrap();
+        let e = up
+            .append(
+                0,
+                Pieces {
+                    data: &data[..cut],
+                    piece: 64 << 10,
+                    fail: Some(std::io::ErrorKind::ConnectionReset),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        // Whatever was kept is a prefix of the chunk, and its hash is the prefix's hash.
+        let kept = up.status().unwrap().offset;
+        assert!(kept <= cut as u64, "{kept}");
+        assert_eq!(up.digest().unwrap(), Digest::sha256(&data[..kept as usize]));
+        assert_eq!(
+            up.append(kept, &data[kept as usize..]).unwrap(),
+            data.len() as u64
+        );
+        up.commit(&Digest::sha256(&data), Some(data.len() as u64))
+            .unwrap();
+        assert_eq!(
+            reg.read_blob("broken", &Digest::sha256(&data)).unwrap(),
+            data
+        );
     });
 }
 
