@@ -6,6 +6,8 @@
 //! length as a big-endian u64.
 
 use cargohold_core::{Digest, Error, ErrorKind, Result};
+use sha2::digest::block_buffer::{BlockBuffer, Eager};
+use sha2::digest::consts::U64;
 use sha2::digest::generic_array::GenericArray;
 
 const MAGIC: &[u8; 4] = b"sha\x03";
@@ -66,15 +68,11 @@ impl ResumableSha256 {
             self.pending = 0;
         }
         let whole = data.len() / 64 * 64;
-        // Blocks go to compress in batches of 64 (4 KiB, copied within L1) so that the
-        // SHA extensions run without a call per block.
-        let mut blocks = [GenericArray::<u8, sha2::digest::consts::U64>::default(); 64];
-        for batch in data[..whole].chunks(64 * 64) {
-            let k = batch.len() / 64;
-            for (dst, src) in blocks[..k].iter_mut().zip(batch.chunks_exact(64)) {
-                dst.copy_from_slice(src);
-            }
-            sha2::compress256(&mut self.state, &blocks[..k]);
+        if whole > 0 {
+            // All whole blocks in one call, in place: an empty eager block buffer
+            // hands them to compress as a slice of blocks without copying them.
+            let mut blocks = BlockBuffer::<U64, Eager>::default();
+            blocks.digest_blocks(&data[..whole], |b| sha2::compress256(&mut self.state, b));
         }
         let rest = &data[whole..];
         self.block[..rest.len()].copy_from_slice(rest);
