@@ -6,8 +6,9 @@
 #
 # 1. Ingest of a SIZE_MIB file as a blob (stream, hash, write, commit) with the
 #    `ingest` example, against `openssl dgst -sha256` (hash only) and `cp` (write only)
-#    of the same file, with hyperfine; prints median times and the throughput ratio of
-#    ingest to the slower of the two (target: >= 0.8).
+#    of the same file, with hyperfine (ROUNDS alternating rounds, default 5); prints the
+#    load average, median times, CPU seconds and the throughput ratio of ingest to the
+#    slower of the two (target: >= 0.8).
 # 2. Resume after a SIGKILL at 900/1024 of the upload: prints the bytes re-hashed on
 #    resume (target: <= 16 MiB, one checkpoint interval).
 set -euo pipefail
@@ -29,19 +30,33 @@ mount -t tmpfs -o size=$((SIZE_MIB * 4 + 512))m tmpfs "$WORK"
 SRC=$WORK/src.bin
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$SRC"
 
-hyperfine --warmup 1 --runs 5 --export-json "$WORK/h.json" \
-    --prepare "true" --prepare "rm -f $WORK/copy" --prepare "rm -rf $WORK/root" \
-    -n openssl "openssl dgst -sha256 $SRC" \
-    -n cp "cp $SRC $WORK/copy" \
-    -n ingest "$INGEST $WORK/root $SRC" >&2
+# The machine is shared: ROUNDS rounds of two runs of each command, alternating, so a
+# change of load hits all three alike; medians over every run.
+ROUNDS=${ROUNDS:-5}
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$ROUNDS"); do
+    hyperfine -N --warmup 1 --runs 2 --export-json "$WORK/h$r.json" \
+        --prepare "rm -rf $WORK/copy $WORK/root" \
+        -n openssl "openssl dgst -sha256 $SRC" \
+        -n cp "cp $SRC $WORK/copy" \
+        -n ingest "$INGEST $WORK/root $SRC" >/dev/null
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-jq -r --argjson mib "$SIZE_MIB" '
-  (.results | map({(.command): .median}) | add) as $m
+jq -rs --argjson mib "$SIZE_MIB" '
+  def median: sort | if length % 2 == 1 then .[length / 2 | floor]
+                     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  (map(.results[]) | group_by(.command)
+    | map({(.[0].command): (map(.times[]) | median)}) | add) as $m
+  | (map(.results[]) | group_by(.command)
+    | map({(.[0].command): (((map(.user) | add) + (map(.system) | add)) / length)}) | add) as $cpu
   | ([$m.openssl, $m.cp] | max) as $slower
-  | "median seconds: openssl \($m.openssl|.*1000|round/1000)  cp \($m.cp|.*1000|round/1000)  ingest \($m.ingest|.*1000|round/1000)",
+  | "runs per command: \(map(.results[0].times | length) | add)",
+    "median seconds: openssl \($m.openssl|.*1000|round/1000)  cp \($m.cp|.*1000|round/1000)  ingest \($m.ingest|.*1000|round/1000)",
+    "mean CPU seconds (user+sys): openssl \($cpu.openssl|.*100|round/100)  cp \($cpu.cp|.*100|round/100)  ingest \($cpu.ingest|.*100|round/100)",
     "throughput MiB/s: openssl \($mib/$m.openssl|round)  cp \($mib/$m.cp|round)  ingest \($mib/$m.ingest|round)",
     "ingest / slower-of(openssl, cp) throughput ratio: \($slower/$m.ingest*100|round/100)"
-' "$WORK/h.json"
+' "$WORK"/h*.json
 
 rm -rf "$WORK/root" "$WORK/copy"
 KILL_AT=$(( (SIZE_MIB << 20) * 900 / 1024 ))

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ingest <root> <file>                  stream, hash, write, commit; print the digest
+//!                                       and the seconds taken by append and by commit
 //! ingest <root> <file> --kill-at <n>    start an upload, SIGKILL itself after n bytes
 //! ingest <root> <file> --resume         resume the upload a killed run left, commit
 //! ```
@@ -48,11 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let up = reg.start_upload(REPO)?;
             let size = up.append(0, &file)?;
+            let appended = start.elapsed().as_secs_f64();
             let digest = up.digest()?;
             up.commit(&digest, Some(size))?;
+            let seconds = start.elapsed().as_secs_f64();
             println!(
-                r#"{{"digest":"{digest}","size":{size},"seconds":{:.3}}}"#,
-                start.elapsed().as_secs_f64()
+                r#"{{"digest":"{digest}","size":{size},"seconds":{seconds:.3},"append_seconds":{appended:.3},"commit_seconds":{:.3}}}"#,
+                seconds - appended
             );
         }
         Some("--kill-at") => {
