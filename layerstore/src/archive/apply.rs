@@ -152,38 +152,35 @@ fn apply_inner(
                 }
             });
         }
-        // Reading, decompressing and both digests on one thread...
+        // Reading, decompressing and the digest of the stream as read on one thread...
         let producer = s.spawn(move || -> Result<Option<Produced>> {
             let mut raw = DigestReader::new(reader, Algorithm::Sha256);
             let (compression, plain) = decompressor(&mut raw)?;
+            // A plain tar is hashed once, as read: its diff ID is that digest. A
+            // compressed one's uncompressed bytes are hashed by the consumer.
+            if compression != Compression::None && tx.send(pump::Msg::HashHere).is_err() {
+                return Ok(None);
+            }
             let limited = Limited {
                 inner: plain,
                 read: 0,
                 limit: opts.max_uncompressed_bytes.unwrap_or(u64::MAX),
                 hit: hit.clone(),
             };
-            // A plain tar is hashed once, as read: its diff ID is that digest.
-            let mut diff = Hashing::new(
-                limited,
-                (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256)),
-            );
-            let ended = pump::produce(&mut diff, &tx, &free_rx)
+            let mut counted = Hashing::new(limited, None);
+            let ended = pump::produce(&mut counted, &tx, &free_rx)
                 .map_err(|e| stream_err("layer stream", e))?;
             drop(tx);
-            let (diff_hasher, size) = diff.finish();
+            let (_, size) = counted.finish();
             let (compressed_digest, _) = raw.digest();
-            Ok(ended.then(|| Produced {
+            Ok(ended.then_some(Produced {
                 compression,
-                diff_id: match diff_hasher {
-                    Some(hasher) => hasher.finish(),
-                    None => compressed_digest.clone(),
-                },
                 compressed_digest,
                 size,
             }))
         });
-        // ...parsing and writing on this one.
-        let consumed = (|| -> Result<u64> {
+        // ...parsing, writing (and the diff ID of a compressed stream) on this one.
+        let consumed = (|| -> Result<(u64, Option<Hasher>)> {
             let (tracked, position) = Tracked::new(pump::Chunks::new(rx, free_tx));
             let mut archive = tar::Archive::new(tracked);
             let mut applier = Applier {
@@ -204,7 +201,7 @@ fn apply_inner(
             // the producer reads it; here it is drained to the end.
             let mut rest = archive.into_inner().into_inner();
             io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err("trailer", e))?;
-            Ok(n)
+            Ok((n, rest.into_hasher()))
         })();
         let produced = producer
             .join()
@@ -216,7 +213,7 @@ fn apply_inner(
     let entries = match (produced, consumed) {
         (Err(e), _) => return Err(e),
         (Ok(_), Err(e)) => return Err(e),
-        (Ok(Some(p)), Ok(n)) => (p, n),
+        (Ok(Some(p)), Ok(c)) => (p, c),
         (Ok(None), Ok(_)) => {
             return Err(Error::new(
                 ErrorKind::Io,
@@ -226,18 +223,30 @@ fn apply_inner(
             ));
         }
     };
-    let (p, entries) = entries;
+    let (p, (entries, diff_hasher)) = entries;
+    let diff_id = match (p.compression, diff_hasher) {
+        (Compression::None, _) => p.compressed_digest.clone(),
+        (_, Some(hasher)) => hasher.finish(),
+        (_, None) => {
+            return Err(Error::new(
+                ErrorKind::Io,
+                OP,
+                "layer",
+                "the uncompressed stream was not hashed",
+            ));
+        }
+    };
     if let Some(want) = &opts.expected_compressed_digest {
         want.verify(OP, &p.compressed_digest)?;
     }
     if let Some(want) = &opts.expected_diff_id {
-        want.verify(OP, &p.diff_id)?;
+        want.verify(OP, &diff_id)?;
     }
     if opts.sync {
         rustix::fs::syncfs(target).map_err(|e| Error::errno(OP, "syncfs of the target", e))?;
     }
     Ok(Applied {
-        diff_id: p.diff_id,
+        diff_id,
         compressed_digest: p.compressed_digest,
         compression: p.compression,
         uncompressed_size: p.size,
@@ -248,7 +257,6 @@ fn apply_inner(
 /// What the producer thread found in the stream.
 struct Produced {
     compression: Compression,
-    diff_id: Digest,
     compressed_digest: Digest,
     size: u64,
 }

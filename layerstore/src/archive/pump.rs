@@ -5,10 +5,14 @@
 //! blocks belongs to the digests too) in chunks of at least [`MIN_SEND`] and at most
 //! [`CHUNK`] bytes and hands them over a bounded channel; the consumer reads them as a plain [`Read`]. Buffers go back to the
 //! producer once read, so at most [`DEPTH`] + 2 chunks exist. When the consumer stops
-//! (an entry failed), the channel closes and the producer stops at its next chunk.
+//! (an entry failed), the channel closes and the producer stops at its next chunk: the
+//! failed apply returns once the read the producer is in returns (a reader that stalls
+//! forever without closing holds it there, as it would hold any apply that reads it).
 
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
+
+use cargohold_core::{Algorithm, Hasher};
 
 /// Bytes per chunk handed over.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -21,6 +25,10 @@ pub(crate) const MIN_SEND: usize = 64 << 10;
 
 /// What the producer hands over.
 pub(crate) enum Msg {
+    /// Sent before any data when the consumer is to hash the bytes it receives (a
+    /// compressed stream: the producer hashes what it reads, the consumer what the
+    /// inflater made of it, which spreads the two digests over the two threads).
+    HashHere,
     /// The next bytes of the uncompressed stream (never empty).
     Data(Vec<u8>),
     /// Reading failed; the stream ends here.
@@ -81,6 +89,8 @@ pub(crate) struct Chunks {
     cur: Vec<u8>,
     at: usize,
     done: bool,
+    /// Hashes every byte received, from [`Msg::HashHere`] on.
+    hasher: Option<Hasher>,
 }
 
 impl Chunks {
@@ -91,7 +101,13 @@ impl Chunks {
             cur: Vec::new(),
             at: 0,
             done: false,
+            hasher: None,
         }
+    }
+
+    /// The digest of everything received, if the producer asked for one.
+    pub(crate) fn into_hasher(self) -> Option<Hasher> {
+        self.hasher
     }
 }
 
@@ -105,7 +121,11 @@ impl Read for Chunks {
                 return Ok(0);
             }
             match self.rx.recv() {
+                Ok(Msg::HashHere) => self.hasher = Some(Hasher::new(Algorithm::Sha256)),
                 Ok(Msg::Data(next)) => {
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&next);
+                    }
                     let old = std::mem::replace(&mut self.cur, next);
                     self.at = 0;
                     if old.capacity() > 0 {
@@ -231,6 +251,47 @@ mod slow_streams {
             c.read_to_end(&mut rest).unwrap();
             assert_eq!(rest.len(), MIN_SEND);
             assert!(p.join().unwrap().unwrap());
+        });
+    }
+}
+
+#[cfg(test)]
+mod hashing {
+    use super::*;
+    use cargohold_core::Digest;
+    use std::sync::mpsc;
+
+    #[test]
+    fn the_consumer_hashes_every_byte_it_receives_when_asked() {
+        let data: Vec<u8> = (0..3 * CHUNK + 5).map(|i| (i % 253) as u8).collect();
+        let (tx, rx) = mpsc::sync_channel(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let src = &data[..];
+            let p = s.spawn(move || {
+                tx.send(Msg::HashHere).unwrap();
+                produce(src, &tx, &free_rx)
+            });
+            let mut c = Chunks::new(rx, free_tx);
+            // Read only a little, then drain: the digest covers what was drained too.
+            let mut head = [0u8; 10];
+            c.read_exact(&mut head).unwrap();
+            std::io::copy(&mut c, &mut std::io::sink()).unwrap();
+            assert!(p.join().unwrap().unwrap());
+            assert_eq!(c.into_hasher().unwrap().finish(), Digest::sha256(&data));
+        });
+    }
+
+    #[test]
+    fn without_the_request_nothing_is_hashed() {
+        let (tx, rx) = mpsc::sync_channel(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let p = s.spawn(move || produce(&b"abc"[..], &tx, &free_rx));
+            let mut c = Chunks::new(rx, free_tx);
+            std::io::copy(&mut c, &mut std::io::sink()).unwrap();
+            assert!(p.join().unwrap().unwrap());
+            assert!(c.into_hasher().is_none());
         });
     }
 }
