@@ -105,6 +105,30 @@ fn finish(mut child: Child) -> (String, u64) {
     (chain, n)
 }
 
+/// Feed `data` to every child's stdin from a thread of its own and collect what each
+/// reported. With `all_read`, every child must read all of it; otherwise a child may
+/// return without reading (it found the layer made, or waited on its lock).
+fn feed_and_finish(mut children: Vec<Child>, data: &[u8], all_read: bool) -> Vec<(String, u64)> {
+    let feeders: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            let mut stdin = c.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let wrote = stdin.write_all(&data);
+                if all_read {
+                    wrote.unwrap();
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = children.into_iter().map(finish).collect();
+    for f in feeders {
+        f.join().unwrap();
+    }
+    results
+}
+
 fn builds_in(root: &Path) -> usize {
     std::fs::read_dir(root.join("snapshots"))
         .unwrap()
@@ -173,23 +197,10 @@ fn three_processes_applying_one_layer_extract_it_once() {
     let tar = tar_of(7, 100);
     let diff = Digest::sha256(&tar);
     let name = "three_processes_applying_one_layer_extract_it_once";
-    let mut children: Vec<Child> = (0..3).map(|_| spawn(name, &root, Some(&diff))).collect();
-    // Writers feed from threads: a child waiting on the layer's lock reads nothing
-    // and, once the layer exists, returns without reading its stdin at all.
-    let feeders: Vec<_> = children
-        .iter_mut()
-        .map(|c| {
-            let mut stdin = c.stdin.take().unwrap();
-            let tar = tar.clone();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&tar);
-            })
-        })
-        .collect();
-    let results: Vec<_> = children.into_iter().map(finish).collect();
-    for f in feeders {
-        f.join().unwrap();
-    }
+    let children: Vec<Child> = (0..3).map(|_| spawn(name, &root, Some(&diff))).collect();
+    // A child waiting on the layer's lock reads nothing and, once the layer exists,
+    // returns without reading its stdin at all.
+    let results = feed_and_finish(children, &tar, false);
     assert!(
         results.iter().all(|(c, _)| c == &diff.to_string()),
         "{results:?}"
@@ -211,19 +222,9 @@ fn three_processes_without_a_known_diff_id_agree_on_one_layer() {
     drop(LayerStore::open(&root, DriverChoice::Vfs).unwrap());
     let tar = tar_of(9, 50);
     let name = "three_processes_without_a_known_diff_id_agree_on_one_layer";
-    let mut children: Vec<Child> = (0..3).map(|_| spawn(name, &root, None)).collect();
-    let feeders: Vec<_> = children
-        .iter_mut()
-        .map(|c| {
-            let mut stdin = c.stdin.take().unwrap();
-            let tar = tar.clone();
-            std::thread::spawn(move || stdin.write_all(&tar).unwrap())
-        })
-        .collect();
-    let results: Vec<_> = children.into_iter().map(finish).collect();
-    for f in feeders {
-        f.join().unwrap();
-    }
+    let children: Vec<Child> = (0..3).map(|_| spawn(name, &root, None)).collect();
+    // Knowing nothing of the layer, every child reads its whole stream.
+    let results = feed_and_finish(children, &tar, true);
     let want = Digest::sha256(&tar).to_string();
     assert!(results.iter().all(|(c, _)| c == &want), "{results:?}");
     let store = LayerStore::open(&root, DriverChoice::Vfs).unwrap();
@@ -250,24 +251,11 @@ fn three_processes_knowing_only_the_compressed_digest_extract_once() {
     let gz = gz.finish().unwrap();
     let compressed = Digest::sha256(&gz);
     let name = "three_processes_knowing_only_the_compressed_digest_extract_once";
-    let mut children: Vec<Child> = (0..3)
+    let children: Vec<Child> = (0..3)
         .map(|_| spawn_with(name, &root, None, Some(&compressed)))
         .collect();
-    let feeders: Vec<_> = children
-        .iter_mut()
-        .map(|c| {
-            let mut stdin = c.stdin.take().unwrap();
-            let gz = gz.clone();
-            std::thread::spawn(move || {
-                // A child that finds the layer made returns without reading its stdin.
-                let _ = stdin.write_all(&gz);
-            })
-        })
-        .collect();
-    let results: Vec<_> = children.into_iter().map(finish).collect();
-    for f in feeders {
-        f.join().unwrap();
-    }
+    // A child that finds the layer made returns without reading its stdin.
+    let results = feed_and_finish(children, &gz, false);
     let want = Digest::sha256(&tar).to_string();
     assert!(results.iter().all(|(c, _)| c == &want), "{results:?}");
     let total: u64 = results.iter().map(|(_, n)| n).sum();
