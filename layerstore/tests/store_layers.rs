@@ -346,3 +346,21 @@ fn pax_xattrs_and_a_zero_mtime_are_kept() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::symlink_metadata(&f).unwrap().mtime(), 0);
 }
+
+#[test]
+fn an_applied_layers_usage_is_walked_when_asked_not_recorded() {
+    let (_t, store) = store();
+    let big = vec![5u8; 256 << 10];
+    let tar = tar_of(&[("d/", b""), ("d/big", &big), ("d/small", b"x")]);
+    let l = store
+        .apply_layer(&mut Cursor::new(tar), None, &ApplyOptions::default())
+        .unwrap();
+    let key = l.chain_id.to_string();
+    // Nothing is recorded at apply: the record's usage stays empty...
+    assert_eq!(store.snapshots().get(&key).unwrap().usage, None);
+    // ...and the walk counts the tree as written: the root, d, big and small.
+    let usage = store.usage(&key).unwrap();
+    assert_eq!(usage.inodes, 4, "{usage:?}");
+    assert!(usage.size >= big.len() as u64, "{usage:?}");
+    assert_eq!(store.usage(&key).unwrap(), usage, "the tree never changes");
+}
