@@ -10,6 +10,7 @@
 //! - [`lock`]: cross-process `flock` locks, shared and exclusive.
 
 pub mod atomic;
+pub mod boot;
 pub mod digest;
 pub mod error;
 pub mod lock;

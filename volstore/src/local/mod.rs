@@ -318,7 +318,7 @@ impl LocalDriver {
             false
         };
         st.holders.insert(id.to_string());
-        st.boot_id = state::boot_id();
+        st.boot_id = cargohold_core::boot::boot_id();
         if let Err(e) = state::write_holders(&vol.dir, st) {
             st.holders.remove(id);
             if mounted_now {
@@ -383,7 +383,7 @@ impl LocalDriver {
     /// Drop holders and mounts left over from a crash (see the module docs).
     pub fn reconcile(&self) -> Result<Vec<Stale>> {
         let mut stale = Vec::new();
-        let boot = state::boot_id();
+        let boot = cargohold_core::boot::boot_id();
         let marked: Vec<String> = self
             .root
             .dir()

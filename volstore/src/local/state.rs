@@ -65,13 +65,6 @@ pub struct State {
     pub populated: bool,
 }
 
-/// The current boot's id, if the kernel says.
-pub fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
 /// The volatile part of a volume's state, in [`HOLDERS`].
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Holders {
