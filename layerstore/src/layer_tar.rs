@@ -30,6 +30,9 @@ pub struct Expect<'a> {
     pub diff_id: Option<&'a Digest>,
     /// The digest the stream as given must hash to.
     pub compressed: Option<&'a Digest>,
+    /// Make the files durable before returning (one `syncfs`); off when the caller
+    /// defers the sync.
+    pub sync: bool,
 }
 
 /// Apply the (plain, gzip or zstd) tar from `reader` into `target` laid out as `layout`
@@ -56,6 +59,7 @@ pub fn apply(
         expected_diff_id: expect.diff_id.cloned(),
         expected_compressed_digest: expect.compressed.cloned(),
         whiteouts,
+        sync: expect.sync,
         ..archive::ApplyOptions::default()
     };
     let applied = archive::apply(reader, target, &lowers, &opts)?;

@@ -29,6 +29,14 @@
 //!   the store's filesystem, which makes durable the container's directory and files
 //!   that nothing synced before, then writes its record durably. A removal of a
 //!   committed snapshot `fsync`s `meta/` after deleting the record.
+//! - **Layers applied with their sync deferred** are the exception: nothing of their
+//!   files or directory is synced, only their record, which carries the write session
+//!   (boot and mount, [`Record::unsynced`]). [`Snapshots::sync`], or a durable snapshot
+//!   built on one (its `syncfs` covers the layers below), clears the mark. In the same
+//!   session the page cache still holds whatever was not written back, so the layer
+//!   is whole; [`Snapshots::open`] in another session (after a reboot, or after the
+//!   filesystem was mounted again) cannot know that, and drops every record still
+//!   marked, with every snapshot built on it.
 //! - **Active snapshots and views** (containers) are *not* `fsync`ed at all: not their
 //!   directory, not their record, not their removal. After a power loss a container may
 //!   be gone, come back after its removal, or have a record that is empty or cut short;
@@ -92,6 +100,13 @@ pub struct Record {
     pub usage: Option<(u64, u64)>,
     /// Set for layers.
     pub layer: Option<LayerRecord>,
+    /// Set while a committed snapshot's files may not be on stable storage yet (an
+    /// apply that deferred its sync): the write session (boot and mount, see
+    /// [`cargohold_core::boot::write_session`]) they were written in. Cleared once
+    /// synced; a record still holding another session than the current one is dropped
+    /// on open, with everything built on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsynced: Option<String>,
 }
 
 impl Record {
@@ -117,6 +132,8 @@ pub struct Build {
     parent_ids: Vec<String>,
     /// The committed chain below, nearest first (immutable once read).
     chain: Vec<Record>,
+    /// Publish without making the files durable (see [`Build::defer_sync`]).
+    unsynced: Option<String>,
 }
 
 impl Build {
@@ -128,6 +145,14 @@ impl Build {
     /// The parent's name.
     pub fn parent(&self) -> Option<&str> {
         self.parent.as_deref()
+    }
+
+    /// Publish this build without making its files durable: its record carries
+    /// `session` (the store's [`Snapshots::session`]) until [`Snapshots::sync`] or a
+    /// durable snapshot built on it clears the mark, and a store opened in another
+    /// session drops it.
+    pub fn defer_sync(&mut self, session: String) {
+        self.unsynced = Some(session);
     }
 }
 
@@ -141,6 +166,8 @@ pub struct Snapshots {
     children: Dir,
     locks: Dir,
     backend: Box<dyn Backend>,
+    /// The write session the store is open in, when the kernel can name one.
+    session: Option<String>,
 }
 
 /// `InvalidArgument` unless `key` is 1 to [`MAX_KEY_LEN`] bytes without control characters.
@@ -186,6 +213,15 @@ fn read_record_file(dir: &Dir, file: &OsStr) -> Result<Record> {
         .map_err(|e| Error::new(ErrorKind::Corrupt, "read record", file.to_string_lossy(), e))
 }
 
+/// The names of the records in `chain` whose sync was deferred.
+fn unsynced_names(chain: &[Record]) -> Vec<String> {
+    chain
+        .iter()
+        .filter(|r| r.unsynced.is_some())
+        .map(|r| r.name.clone())
+        .collect()
+}
+
 fn not_found(op: &'static str, key: &str) -> Error {
     Error::new(ErrorKind::NotFound, op, key, "no such snapshot")
 }
@@ -193,7 +229,9 @@ fn not_found(op: &'static str, key: &str) -> Error {
 impl Snapshots {
     /// Open (creating if needed) the bookkeeping under `path` for `backend`, removing
     /// what killed writers left: temporary directories and files, snapshot directories
-    /// without a record, and a record superseded by a commit that was cut short.
+    /// without a record, a record superseded by a commit that was cut short, and the
+    /// snapshots a crash may have torn (a deferred sync of another session) with what
+    /// stands on them.
     pub fn open(path: impl AsRef<Path>, backend: Box<dyn Backend>) -> Result<Snapshots> {
         let path = path.as_ref();
         std::fs::create_dir_all(path).map_err(|e| Error::io("open store", path.display(), e))?;
@@ -203,6 +241,7 @@ impl Snapshots {
         let active = root.dir().mkdir_open(OsStr::new(ACTIVE), 0o700)?;
         let children = root.dir().mkdir_open(OsStr::new(CHILDREN), 0o700)?;
         let locks = root.dir().mkdir_open(OsStr::new(LOCKS), 0o700)?;
+        let session = cargohold_core::boot::write_session(root.dir());
         let s = Snapshots {
             root,
             snaps,
@@ -211,6 +250,7 @@ impl Snapshots {
             children,
             locks,
             backend,
+            session,
         };
         s.recover()?;
         Ok(s)
@@ -222,6 +262,7 @@ impl Snapshots {
         atomic::clean_stale(&self.active)?;
         atomic::clean_stale(&self.snaps)?;
         let records = self.scan(true)?;
+        let lost = self.lost(&records)?;
         let mut live = std::collections::HashSet::new();
         let mut markers: std::collections::HashMap<String, std::collections::HashSet<String>> =
             std::collections::HashMap::new();
@@ -230,12 +271,7 @@ impl Snapshots {
                 && records
                     .iter()
                     .any(|(_, _, o)| o.id == rec.id && o.kind == Kind::Committed);
-            let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
-                Ok(_) => false,
-                Err(e) if e.kind() == ErrorKind::NotFound => true,
-                Err(e) => return Err(e),
-            };
-            if superseded || missing {
+            if superseded || lost.contains(&rec.name) {
                 dir.remove_file(file)?;
             } else {
                 let home = self.records_dir(rec.kind);
@@ -260,6 +296,90 @@ impl Snapshots {
         self.reindex_children(&markers)?;
         self.meta.sync()?;
         self.snaps.sync()
+    }
+
+    /// The names of the snapshots whose files are or may be gone: those whose directory
+    /// is missing, committed ones whose sync was deferred in another session than this
+    /// one (see [`Record::unsynced`]), and every snapshot built on one of them.
+    fn lost(
+        &self,
+        records: &[(&Dir, OsString, Record)],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut lost = std::collections::HashSet::new();
+        for (_, _, rec) in records {
+            let stale = rec.unsynced.is_some() && rec.unsynced != self.session;
+            let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::NotFound => true,
+                Err(e) => return Err(e),
+            };
+            if missing || (stale && rec.kind == Kind::Committed) {
+                lost.insert(rec.name.clone());
+            }
+        }
+        // Everything above a lost snapshot goes with it (parents come before children
+        // in no particular order, so repeat until nothing is added).
+        loop {
+            let before = lost.len();
+            for (_, _, rec) in records {
+                if rec.parent.as_ref().is_some_and(|p| lost.contains(p)) {
+                    lost.insert(rec.name.clone());
+                }
+            }
+            if lost.len() == before {
+                return Ok(lost);
+            }
+        }
+    }
+
+    /// The write session this store was opened in (boot and mount), if the kernel can
+    /// name one: what a build that defers its sync records.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// Make every snapshot whose sync was deferred in this session durable: one
+    /// `syncfs` of the store's filesystem, then their records lose the mark (durably).
+    /// Returns their names.
+    pub fn sync(&self) -> Result<Vec<String>> {
+        let deferred: Vec<String> = self
+            .all()?
+            .into_iter()
+            .filter(|r| r.unsynced.is_some() && r.unsynced == self.session)
+            .map(|r| r.name)
+            .collect();
+        if deferred.is_empty() {
+            return Ok(deferred);
+        }
+        rustix::fs::syncfs(self.root.dir()).map_err(|e| Error::errno("sync", "syncfs", e))?;
+        let _lock = self.lock()?;
+        self.mark_synced(&deferred)
+    }
+
+    /// Under the store lock, after a `syncfs` that began after they were published:
+    /// drop this session's mark from the records of `names` that still carry it (and
+    /// still exist). Returns the names whose record changed.
+    fn mark_synced(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        for name in names {
+            let rec = match self.get(name) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if rec.unsynced.is_none() || rec.unsynced != self.session {
+                continue;
+            }
+            let rec = Record {
+                unsynced: None,
+                ..rec
+            };
+            let data = serde_json::to_vec_pretty(&rec)
+                .map_err(|e| Error::new(ErrorKind::Io, "sync", &rec.name, e))?;
+            atomic::write_file(&self.meta, &meta_name(&rec.name), &data, 0o600)?;
+            done.push(rec.name);
+        }
+        Ok(done)
     }
 
     /// The backend.
@@ -434,6 +554,7 @@ impl Snapshots {
             parent: parent.map(str::to_owned),
             parent_ids: chain.iter().map(|r| r.id.clone()).collect(),
             chain,
+            unsynced: None,
         })
     }
 
@@ -480,8 +601,19 @@ impl Snapshots {
             labels,
             usage: None,
             layer,
+            unsynced: build.unsynced.clone().filter(|_| durable(kind)),
         };
-        if durable(kind) {
+        if rec.unsynced.is_some() {
+            // Nothing of it is synced: a crash may lose the rename as well as the files,
+            // and the store drops the record then anyway.
+            build
+                .tmp
+                .publish_volatile(&self.snaps, OsStr::new(&build.id))?;
+        } else if durable(kind) {
+            // What this build synced (its files, by one `syncfs` of the filesystem)
+            // holds the deferred layers below it too: they are durable now, and must
+            // be, before a durable record stands on them.
+            self.mark_synced(&unsynced_names(&build.chain))?;
             build.tmp.publish(&self.snaps, OsStr::new(&build.id))?;
         } else {
             build
@@ -559,7 +691,8 @@ impl Snapshots {
         }
         let build = self.begin(op, parent)?;
         let mut recs = build.chain.clone();
-        // The chain read by `begin` still holds: committed records never change, and
+        // The chain read by `begin` still holds: committed records never change (but for
+        // a deferred sync's mark, which the mounts do not use), and
         // the new child's marker keeps its parent from being removed.
         recs.insert(0, self.finish(op, build, key, kind, labels, None)?);
         self.with_dirs(&recs, |dirs| {
@@ -643,7 +776,9 @@ impl Snapshots {
         let usage = self.usage_of(&rec.id, &path, &dir, parent_id.as_deref())?;
         // Nothing of a container was synced (see the module docs): its directory, its
         // files. Make them as durable as an applied layer's (one `syncfs`, as apply
-        // does) before a durable record names them, outside the store lock.
+        // does) before a durable record names them, outside the store lock. That also
+        // makes durable the layers below whose sync was deferred.
+        let below = unsynced_names(&self.chain("commit", rec.parent.as_deref())?);
         rustix::fs::syncfs(&dir).map_err(|e| Error::errno("commit", "syncfs", e))?;
         let _lock = self.lock()?;
         let first_id = rec.id;
@@ -682,6 +817,7 @@ impl Snapshots {
             path: &path,
             dir: &dir,
         })?;
+        self.mark_synced(&below)?;
         if let Some(p) = &new.parent {
             self.add_child(p, name)?;
         }

@@ -35,6 +35,10 @@ pub struct Layer {
     pub size: u64,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
+    /// Whether its files are known to be on stable storage. Only a layer applied with
+    /// [`ApplyOptions::defer_sync`] is not, until [`LayerStore::sync`] (or a durable
+    /// layer or commit on top of it) made it so.
+    pub durable: bool,
 }
 
 /// Options for [`LayerStore::apply_layer`].
@@ -46,6 +50,15 @@ pub struct ApplyOptions {
     pub expected_compressed_digest: Option<Digest>,
     /// Labels for the layer.
     pub labels: Labels,
+    /// Publish the layer without waiting for its files to reach the disk (no `syncfs`),
+    /// as containerd does by default. The layer is usable at once, in this process and
+    /// others; it becomes durable by [`LayerStore::sync`], by a durable layer or commit
+    /// built on it, or by the kernel's own write-back. A store opened after a crash, a
+    /// reboot or a new mount of its filesystem drops every layer not known to be
+    /// durable by then, with the layers and containers built on it, so a power cut
+    /// costs a pull again, never a torn layer. Ignored (the apply syncs) where the
+    /// kernel cannot name the mount (before Linux 6.8).
+    pub defer_sync: bool,
 }
 
 /// Layers and containers in one directory.
@@ -69,6 +82,7 @@ fn layer_of(rec: &Record) -> Result<Layer> {
         compressed_digest: l.compressed_digest.clone(),
         size: l.size,
         created: rec.created,
+        durable: rec.unsynced.is_none(),
     })
 }
 
@@ -256,8 +270,25 @@ impl LayerStore {
     /// concurrent applies of one layer extract it once when either digest is given
     /// (without one, each reads its stream to learn what it holds, and all but the first
     /// to finish drop their copy); `NotFound` for a missing parent; `DigestMismatch` when
-    /// the tar does not match an expected digest (nothing is kept).
+    /// the tar does not match an expected digest (nothing is kept). Unless
+    /// `defer_sync` is set, the layer returned is durable, even one found already there
+    /// that was applied with its sync deferred.
     pub fn apply_layer(
+        &self,
+        reader: &mut (dyn Read + Send),
+        parent: Option<&Digest>,
+        opts: &ApplyOptions,
+    ) -> Result<Layer> {
+        let l = self.apply_or_find(reader, parent, opts)?;
+        if opts.defer_sync || l.durable {
+            return Ok(l);
+        }
+        // Found, applied earlier without its sync: this caller wants it durable.
+        self.sync()?;
+        self.layer(&l.chain_id)
+    }
+
+    fn apply_or_find(
         &self,
         reader: &mut (dyn Read + Send),
         parent: Option<&Digest>,
@@ -298,7 +329,14 @@ impl LayerStore {
                 None => None,
             },
         };
-        let build = self.snaps.begin("apply", parent_name.as_deref())?;
+        let mut build = self.snaps.begin("apply", parent_name.as_deref())?;
+        let deferred = match (opts.defer_sync, self.snaps.session()) {
+            (true, Some(session)) => {
+                build.defer_sync(session.to_owned());
+                true
+            }
+            _ => false,
+        };
         let target = build.content()?;
         let lowers = self.snaps.build_lowers(&build)?;
         let applied = layer_tar::apply(
@@ -309,6 +347,7 @@ impl LayerStore {
             Expect {
                 diff_id: opts.expected_diff_id.as_ref(),
                 compressed: opts.expected_compressed_digest.as_ref(),
+                sync: !deferred,
             },
         )?;
         self.extractions.fetch_add(1, Ordering::Relaxed);
@@ -338,6 +377,18 @@ impl LayerStore {
             }),
         )?;
         layer_of(&rec)
+    }
+
+    /// Make every layer applied with [`ApplyOptions::defer_sync`] in this session
+    /// durable (one `syncfs` of the store's filesystem); returns their chain IDs. Call
+    /// it before a planned reboot or unmount to keep them: a store opened in another
+    /// session drops the ones still not durable.
+    pub fn sync(&self) -> Result<Vec<Digest>> {
+        self.snaps
+            .sync()?
+            .iter()
+            .map(|n| Digest::parse(n).map_err(|e| e.with_kind(ErrorKind::Corrupt)))
+            .collect()
     }
 
     /// Remove the layer `chain_id`; `InUse` while a child layer or container is on it.

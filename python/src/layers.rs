@@ -207,6 +207,7 @@ impl LayerStore {
             expected_diff_id: diff_id.map(|d| digest_arg(py, d)).transpose()?,
             expected_compressed_digest: None,
             labels: labels_of(labels),
+            defer_sync: false,
         };
         let store = self.store.get()?;
         let (result, failure) = py.detach(move || {
