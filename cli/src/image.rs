@@ -644,11 +644,16 @@ pub fn unpack_layers(reg: &Registry, store: &LayerStore, name: &str) -> Result<V
     let total = layers.iter().filter_map(|d| d["size"].as_u64()).sum();
     let mut bar = crate::progress::Bar::new("unpacking", Some(total));
     let mut out: Vec<Layer> = Vec::new();
-    for (desc, diff_id) in layers.iter().zip(diff_ids) {
+    let top = layers.len().saturating_sub(1);
+    for (i, (desc, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
         let blob = Digest::parse(desc["digest"].as_str().unwrap_or(""))?;
         let opts = ApplyOptions {
             expected_diff_id: Some(diff_id),
             expected_compressed_digest: Some(blob.clone()),
+            // One sync for the whole image: the top layer's makes the ones below,
+            // applied without theirs, durable before it returns (found already there,
+            // the top one is synced then).
+            defer_sync: i < top,
             ..ApplyOptions::default()
         };
         let r = BufReader::with_capacity(1 << 20, reg.blob_reader(&repo, &blob, 0, None)?);

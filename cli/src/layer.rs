@@ -25,7 +25,14 @@ pub enum LayerCmd {
         /// The diff ID it must have (sha256 of the uncompressed tar).
         #[arg(long)]
         diff_id: Option<String>,
+        /// Return without waiting for the files to reach the disk; the layer stays
+        /// usable, but a store opened after a crash, reboot or remount drops it unless
+        /// `layer sync` (or a durable layer on top) made it durable first.
+        #[arg(long)]
+        defer_sync: bool,
     },
+    /// Make the layers applied with --defer-sync durable; prints their chain IDs.
+    Sync,
     /// List layers.
     Ls,
     /// Show one layer.
@@ -145,10 +152,12 @@ pub fn layer(ctx: &Ctx, cmd: LayerCmd) -> Result<()> {
             file,
             parent,
             diff_id,
+            defer_sync,
         } => {
             let parent = parent.map(|p| digest_arg("--parent", &p)).transpose()?;
             let opts = ApplyOptions {
                 expected_diff_id: diff_id.map(|d| digest_arg("--diff-id", &d)).transpose()?,
+                defer_sync,
                 ..ApplyOptions::default()
             };
             let f = File::open(&file).map_err(|e| Error::io("open", file.display(), e))?;
@@ -158,6 +167,11 @@ pub fn layer(ctx: &Ctx, cmd: LayerCmd) -> Result<()> {
                 &opts,
             )?;
             println!("{}", layer.chain_id);
+        }
+        LayerCmd::Sync => {
+            for id in store.sync()? {
+                println!("{id}");
+            }
         }
         LayerCmd::Ls => {
             let mut layers = store.layers()?;
@@ -185,6 +199,7 @@ pub fn layer(ctx: &Ctx, cmd: LayerCmd) -> Result<()> {
                 "compressed_digest": l.compressed_digest.map(|d| d.to_string()),
                 "size": l.size,
                 "created": l.created,
+                "durable": l.durable,
                 "disk_usage": usage.size,
                 "inodes": usage.inodes,
             }));

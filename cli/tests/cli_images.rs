@@ -136,3 +136,43 @@ fn bad_sources_and_names_fail_cleanly() {
     let catalog = ok(cargohold(&root, &["--json", "registry", "catalog"]));
     assert_eq!(catalog, "[]", "nothing half-imported");
 }
+
+#[test]
+fn an_unpacked_image_s_layers_are_all_durable_after_one_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = umoci_image(tmp.path());
+    // A second and third layer on top of umoci's first.
+    for n in ["second", "third"] {
+        let bundle = tmp.path().join(n);
+        let image = format!("{layout}:t");
+        run(Command::new("umoci").args(["unpack", "--image", &image, bundle.to_str().unwrap()]));
+        std::fs::write(bundle.join("rootfs/etc").join(n), n).unwrap();
+        run(Command::new("umoci").args(["repack", "--image", &image, bundle.to_str().unwrap()]));
+    }
+    let root = tmp.path().join("store");
+    ok(cargohold(
+        &root,
+        &["image", "import", &format!("oci:{layout}:t"), "demo/app:v1"],
+    ));
+    ok(cargohold(
+        &root,
+        &["container", "create", "c", "--image", "demo/app:v1"],
+    ));
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok(cargohold(&root, &["--json", "layer", "ls"]))).unwrap();
+    let chains: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["chain_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chains.len(), 3);
+    for chain in chains {
+        let l: serde_json::Value =
+            serde_json::from_str(&ok(cargohold(&root, &["layer", "inspect", chain]))).unwrap();
+        assert_eq!(l["durable"], true, "{chain}");
+    }
+    let dir = std::path::PathBuf::from(ok(cargohold(&root, &["container", "mount", "c"])));
+    assert_eq!(std::fs::read(dir.join("etc/third")).unwrap(), b"third");
+    ok(cargohold(&root, &["container", "unmount", "c"]));
+}

@@ -117,3 +117,27 @@ fn layer_and_container_lifecycle_across_invocations() {
     let ls = cargohold(&root, &["--json", "layer", "ls"]);
     assert_eq!(stdout(&ls), "[]");
 }
+
+#[test]
+fn a_layer_applied_with_its_sync_deferred_is_durable_after_layer_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let tar = layer_tar(tmp.path());
+    let o = cargohold(
+        &root,
+        &["layer", "apply", "--defer-sync", tar.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let chain = stdout(&o);
+    let durable = |root: &Path| {
+        let o = cargohold(root, &["layer", "inspect", &chain]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["durable"].as_bool().unwrap()
+    };
+    assert!(!durable(&root), "deferred until synced");
+    let o = cargohold(&root, &["layer", "sync"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), chain, "sync names what it made durable");
+    assert!(durable(&root));
+    assert_eq!(stdout(&cargohold(&root, &["layer", "sync"])), "");
+}

@@ -56,7 +56,7 @@ fn killed_writers_lose_nothing_they_acknowledged() {
             acked.take(&line.unwrap());
             lines += 1;
         }
-        verify(root, &acked);
+        verify(root, &acked, false);
     }
     eprintln!(
         "{kills} kills, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, {} collections, in {:.1} s",

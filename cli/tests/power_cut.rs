@@ -132,11 +132,13 @@ fn acknowledged_objects_survive_a_power_cut() {
         }
         disk.unmount();
         disk.mount();
-        verify(&root, &acked);
+        verify(&root, &acked, true);
     }
     eprintln!(
-        "{cuts} power cuts, {lines} acknowledged operations, {} layers, {} blobs, {} volumes alive, {} collections, in {:.1} s",
+        "{cuts} power cuts, {lines} acknowledged operations, {} layers, {} deferred ({} synced), {} blobs, {} volumes alive, {} collections, in {:.1} s",
         acked.layers.len(),
+        acked.deferred.len(),
+        acked.synced.len(),
         acked.blobs.len(),
         acked.volumes.len(),
         acked.collections,

@@ -13,6 +13,9 @@ use regstore::Registry;
 use regstore::drivers::Filesystem;
 use volstore::{Driver as _, LocalDriver, Options};
 
+/// Added to a round's seed for its deferred layer's tar.
+const DEFERRED_SEED: u64 = 500_000;
+
 /// What each file of the seed directory a volume is populated from holds.
 const SEED_FILE: &[u8] = &[b'c'; 1000];
 
@@ -65,6 +68,24 @@ pub fn child(root: &Path) -> ! {
         std::fs::write(mounts[0].source.join("d0/new"), format!("{seed}")).unwrap();
         let c = layers.commit_container(&key, Default::default()).unwrap();
         say(&mut out, format!("layer {}", c.chain_id));
+        // A layer whose sync is deferred, made durable every other round.
+        let deferred_seed = seed + DEFERRED_SEED;
+        let d = layers
+            .apply_layer(
+                &mut Cursor::new(layer_tar(deferred_seed)),
+                None,
+                &ApplyOptions {
+                    defer_sync: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        say(&mut out, format!("deferred {} {deferred_seed}", d.chain_id));
+        if i % 2 == 1 {
+            for l in layers.sync().unwrap() {
+                say(&mut out, format!("synced {l}"));
+            }
+        }
 
         // Registry: a layer blob by a chunked upload, a config, a manifest, a tag.
         let up = reg.start_upload("crash/app").unwrap();
@@ -136,6 +157,10 @@ pub fn child(root: &Path) -> ! {
 #[derive(Default)]
 pub struct Acked {
     pub layers: Vec<Digest>,
+    /// Layers applied with their sync deferred, with the seed of their tar.
+    pub deferred: std::collections::BTreeMap<Digest, u64>,
+    /// Deferred layers a sync reported durable.
+    pub synced: std::collections::BTreeSet<Digest>,
     pub blobs: Vec<Digest>,
     pub tags: std::collections::BTreeSet<(String, String)>,
     pub volumes: std::collections::BTreeSet<String>,
@@ -149,6 +174,13 @@ impl Acked {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
             ["layer", d] => self.layers.push(Digest::parse(d).unwrap()),
+            ["deferred", d, seed] => {
+                self.deferred
+                    .insert(Digest::parse(d).unwrap(), seed.parse().unwrap());
+            }
+            ["synced", d] => {
+                self.synced.insert(Digest::parse(d).unwrap());
+            }
             ["blob", d] => self.blobs.push(Digest::parse(d).unwrap()),
             ["tag", repo, tag, d] => {
                 Digest::parse(d).unwrap();
@@ -170,13 +202,54 @@ impl Acked {
     }
 }
 
-pub fn verify(root: &Path, acked: &Acked) {
+/// Check what the killed children acknowledged; `remounted` when the filesystem was cut
+/// off and mounted again (a power cut) rather than only the writer killed.
+pub fn verify(root: &Path, acked: &Acked, remounted: bool) {
     let layers =
         LayerStore::open(root.join("layers"), DriverChoice::Vfs).expect("the layer store reopens");
     for l in &acked.layers {
         layers
             .layer(l)
             .unwrap_or_else(|e| panic!("acknowledged layer {l} lost: {e}"));
+    }
+    for (l, seed) in &acked.deferred {
+        match layers.layer(l) {
+            Ok(found) => {
+                // After a power cut only a layer made durable (by the sync whose report
+                // a cut may have kept from the log) may stand; then it must be whole.
+                assert!(
+                    found.durable || !remounted,
+                    "deferred layer {l} kept unsynced across a power cut"
+                );
+                let dir = layers.layer_dir(l).unwrap();
+                let want = tar::Archive::new(Cursor::new(layer_tar(*seed)))
+                    .entries()
+                    .unwrap()
+                    .map(|e| {
+                        let mut e = e.unwrap();
+                        let path = e.path().unwrap().into_owned();
+                        let mut data = Vec::new();
+                        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                        (path, data)
+                    })
+                    .collect::<Vec<_>>();
+                for (path, data) in want {
+                    let got = std::fs::read(dir.join(&path))
+                        .unwrap_or_else(|e| panic!("deferred layer {l}: {path:?}: {e}"));
+                    assert!(got == data, "deferred layer {l}: {path:?} is torn");
+                }
+            }
+            Err(e) if e.kind() == cargohold_core::ErrorKind::NotFound => assert!(
+                remounted && !acked.synced.contains(l),
+                "deferred layer {l} lost{}",
+                if remounted {
+                    " though synced"
+                } else {
+                    " without a power cut"
+                }
+            ),
+            Err(e) => panic!("deferred layer {l}: {e}"),
+        }
     }
     for l in layers.layers().unwrap() {
         layers.stat(&l.chain_id.to_string()).unwrap();
