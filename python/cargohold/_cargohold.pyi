@@ -76,6 +76,7 @@ class Layer:
     compressed_digest: Optional[str]
     size: int
     created: int
+    durable: bool
 
 @final
 class Mount:
@@ -105,7 +106,9 @@ class LayerStore:
         parent: Optional[str] = None,
         diff_id: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
+        defer_sync: bool = False,
     ) -> Layer: ...
+    def sync(self) -> List[str]: ...
     def layers(self) -> Iterator[Layer]: ...
     def layer(self, chain_id: str) -> Layer: ...
     def remove_layer(self, chain_id: str) -> None: ...

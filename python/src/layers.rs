@@ -34,6 +34,10 @@ pub struct Layer {
     /// Creation time, seconds since the Unix epoch.
     #[pyo3(get)]
     created: u64,
+    /// Whether its files are known to be on disk (False only for a layer applied with
+    /// ``defer_sync=True`` until ``LayerStore.sync()``).
+    #[pyo3(get)]
+    durable: bool,
 }
 
 #[pymethods]
@@ -52,6 +56,7 @@ impl From<layerstore::Layer> for Layer {
             compressed_digest: l.compressed_digest.map(|d| d.to_string()),
             size: l.size,
             created: l.created,
+            durable: l.durable,
         }
     }
 }
@@ -192,7 +197,10 @@ impl LayerStore {
     /// layer; with ``diff_id`` known and present, ``source`` is not read at all.
     /// NotFound for a missing parent, DigestMismatch when the tar's diff ID is not
     /// ``diff_id`` (nothing is kept), PathEscape for an entry that leaves the root.
-    #[pyo3(signature = (source, parent = None, diff_id = None, labels = None))]
+    /// With ``defer_sync=True`` it returns without waiting for the files to reach the
+    /// disk: the layer is usable at once, but a store opened after a crash, a reboot or
+    /// a new mount drops it unless ``sync()`` (or a durable layer on top) came first.
+    #[pyo3(signature = (source, parent = None, diff_id = None, labels = None, defer_sync = false))]
     fn apply_layer(
         &self,
         py: Python<'_>,
@@ -200,6 +208,7 @@ impl LayerStore {
         parent: Option<&str>,
         diff_id: Option<&str>,
         labels: Option<Labels>,
+        defer_sync: bool,
     ) -> PyResult<Layer> {
         let source = Source::from_py(source, "source")?;
         let parent = parent_arg(py, parent)?;
@@ -207,7 +216,7 @@ impl LayerStore {
             expected_diff_id: diff_id.map(|d| digest_arg(py, d)).transpose()?,
             expected_compressed_digest: None,
             labels: labels_of(labels),
-            defer_sync: false,
+            defer_sync,
         };
         let store = self.store.get()?;
         let (result, failure) = py.detach(move || {
@@ -218,6 +227,14 @@ impl LayerStore {
             (store.apply_layer(&mut r, parent.as_ref(), &opts), failure)
         });
         result.map(Layer::from).map_err(|e| failure.raise(py, e))
+    }
+
+    /// Make every layer applied with ``defer_sync=True`` durable (one sync of the
+    /// store's filesystem); returns their chain IDs.
+    fn sync(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let store = self.store.get()?;
+        let done = detached(py, move || store.sync())?;
+        Ok(done.iter().map(Digest::to_string).collect())
     }
 
     /// Every layer, in no particular order, as an iterator of Layer.

@@ -62,6 +62,17 @@ def test_child_layers_chain_and_removal_order(store, base_tar, child_tar):
         store.layer(base.chain_id)
 
 
+def test_a_deferred_sync_layer_is_usable_then_made_durable_by_sync(store, base_tar, child_tar):
+    base = store.apply_layer(base_tar, defer_sync=True)
+    assert base.durable is False
+    child = store.apply_layer(child_tar, parent=base.chain_id, defer_sync=True)
+    assert store.layer(child.chain_id).durable is False
+    assert sorted(store.sync()) == sorted([base.chain_id, child.chain_id])
+    assert store.layer(base.chain_id).durable is True
+    assert store.layer(child.chain_id).durable is True
+    assert store.sync() == []
+
+
 def test_gzip_layer_applies_like_plain(store, base_tar):
     import gzip
 
