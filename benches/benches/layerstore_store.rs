@@ -2,7 +2,9 @@
 //! `cp -a` + `rm -rf` of the same tree), an apply that hits an existing layer (with and
 //! without a known diff ID), listing many layers, and a container's prepare+remove in a
 //! store of 500 layers (a removal finds children through the index, not by reading every
-//! record, so this should cost what it costs in an empty store).
+//! record, so this should cost what it costs in an empty store), and a stack of four
+//! layers applied with each synced, with the sync deferred below the top, and with all
+//! deferred.
 //!
 //! Scratch data goes under `CARGOHOLD_BENCH_DIR` (a loop-mounted journaled fs, see the
 //! benchmarking notes), else a temporary directory.
@@ -147,5 +149,48 @@ fn listing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, containers, dedup, listing);
+/// Four 200-file layers applied as a stack into a fresh store: every layer synced
+/// (four `syncfs`), the three below deferred and the top synced (one `syncfs` that
+/// makes the whole chain durable, as `container create --image` does), and all four
+/// deferred (none).
+fn stacks(c: &mut Criterion) {
+    let tmp = scratch();
+    let tars: Vec<Vec<u8>> = (0..4).map(|i| tar_of(2000 + i, 200, 16 << 10)).collect();
+    let mut g = c.benchmark_group("apply a 4-layer stack");
+    g.sample_size(10);
+    for (name, deferred) in [
+        ("each layer synced", 0),
+        ("three deferred, top synced", 3),
+        ("all deferred", 4),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir_in(tmp.path()).unwrap();
+                    let store = LayerStore::open(dir.path(), DriverChoice::Vfs).unwrap();
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    let mut parent: Option<Digest> = None;
+                    for (i, tar) in tars.iter().enumerate() {
+                        let opts = ApplyOptions {
+                            defer_sync: i < deferred,
+                            ..Default::default()
+                        };
+                        let l = store
+                            .apply_layer(&mut Cursor::new(tar), parent.as_ref(), &opts)
+                            .unwrap();
+                        parent = Some(l.chain_id);
+                    }
+                    // Removed outside the timed part.
+                    (dir, store)
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, containers, dedup, listing, stacks);
 criterion_main!(benches);
