@@ -12,21 +12,6 @@ use std::process::Command;
 use cargohold_core::Digest;
 use layerstore::{ApplyOptions, Driver, DriverChoice, ErrorKind, Kind, Layer, LayerStore};
 
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
 fn open(path: &Path) -> LayerStore {
     let s = LayerStore::open(path, DriverChoice::Vfs).unwrap();
     assert!(
@@ -37,7 +22,9 @@ fn open(path: &Path) -> LayerStore {
 }
 
 fn apply(s: &LayerStore, parent: Option<&Layer>, file: &str, defer: bool) -> Layer {
-    let tar = tar_of(&[(file, file.as_bytes())]);
+    let mut tar = support::TarMaker::new();
+    tar.file(file, file.as_bytes());
+    let tar = tar.finish();
     s.apply_layer(
         &mut Cursor::new(&tar),
         parent.map(|p| &p.chain_id),

@@ -205,12 +205,16 @@ impl Acked {
 /// Check what the killed children acknowledged; `remounted` when the filesystem was cut
 /// off and mounted again (a power cut) rather than only the writer killed.
 pub fn verify(root: &Path, acked: &Acked, remounted: bool) {
+    let before = raw_layer_records(&root.join("layers"));
     let layers =
         LayerStore::open(root.join("layers"), DriverChoice::Vfs).expect("the layer store reopens");
     for l in &acked.layers {
-        layers
-            .layer(l)
-            .unwrap_or_else(|e| panic!("acknowledged layer {l} lost: {e}"));
+        layers.layer(l).unwrap_or_else(|e| {
+            panic!(
+                "acknowledged layer {l} lost: {e}\nwhat the store held before it was reopened:\n{}",
+                before.about(&l.to_string())
+            )
+        });
     }
     for (l, seed) in &acked.deferred {
         match layers.layer(l) {
@@ -338,6 +342,51 @@ pub fn verify(root: &Path, acked: &Acked, remounted: bool) {
             !n.to_string_lossy().starts_with(".tmp-"),
             "left in the volume store: {n:?}"
         );
+    }
+}
+
+/// The layer store's records and snapshot directories as they are on disk, read before
+/// the store is opened (and cleans up), for the message of a failed check.
+struct RawRecords {
+    records: Vec<(String, serde_json::Value)>,
+    dirs: std::collections::BTreeSet<String>,
+}
+
+fn raw_layer_records(store: &Path) -> RawRecords {
+    let mut records = Vec::new();
+    for sub in ["meta", "active"] {
+        for e in std::fs::read_dir(store.join(sub)).into_iter().flatten() {
+            let e = e.unwrap();
+            let data = std::fs::read(e.path()).unwrap_or_default();
+            let v = serde_json::from_slice(&data)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&data).into_owned().into());
+            records.push((format!("{sub}/{}", e.file_name().to_string_lossy()), v));
+        }
+    }
+    let dirs = std::fs::read_dir(store.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    RawRecords { records, dirs }
+}
+
+impl RawRecords {
+    /// The records naming `name` as themselves or as their parent, each with whether
+    /// its directory was there.
+    fn about(&self, name: &str) -> String {
+        let mut out = format!(
+            "{} records, {} directories\n",
+            self.records.len(),
+            self.dirs.len()
+        );
+        for (file, v) in &self.records {
+            if v["name"] == name || v["parent"] == name {
+                let dir = v["id"].as_str().is_some_and(|id| self.dirs.contains(id));
+                out.push_str(&format!("{file} (directory there: {dir}): {v}\n"));
+            }
+        }
+        out
     }
 }
 
