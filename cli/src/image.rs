@@ -703,15 +703,19 @@ pub fn commit_image(
             Vec::new(),
         ),
     };
-    // The new layer's tar, from the layer store, into the registry through an upload.
+    // The new layer's tar, from the layer store, into the registry under the digest it
+    // was written with (checked on the way; on object storage no upload and no copy).
     std::fs::create_dir_all(scratch).map_err(|e| Error::io("commit", scratch.display(), e))?;
     let mut tmp = tempfile_in(scratch)?;
     let (diff_id, size) = store.diff(&layer.chain_id.to_string(), &mut tmp)?;
     tmp.rewind()
         .map_err(|e| Error::io("commit", "layer tar", e))?;
-    let upload = reg.start_upload(&repo)?;
-    upload.append(0, BufReader::with_capacity(1 << 20, tmp))?;
-    upload.commit(&diff_id, Some(size))?;
+    reg.put_blob_as(
+        &repo,
+        &diff_id,
+        Some(size),
+        BufReader::with_capacity(1 << 20, tmp),
+    )?;
     layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id.to_string(), "size": size}));
     match config["rootfs"]["diff_ids"].as_array_mut() {
         Some(ids) => ids.push(json!(diff_id.to_string())),

@@ -84,7 +84,9 @@ impl Registry {
 
     /// Store a blob in ``repo`` from bytes, a path or a binary file object (streamed,
     /// hashed while written) and return its descriptor. With ``digest``, the content
-    /// must hash to it (DigestMismatch otherwise, and nothing is kept).
+    /// must hash to it (DigestMismatch otherwise, and nothing is kept); it goes straight
+    /// to the blob's place (on object storage: no upload, no copy), and a blob the
+    /// registry already holds is linked into ``repo`` without reading ``data``.
     #[pyo3(signature = (repo, data, digest = None))]
     fn put_blob(
         &self,
@@ -96,13 +98,22 @@ impl Registry {
         let source = Source::from_py(data, "data")?;
         let expected = digest.map(|d| digest_arg(py, d)).transpose()?;
         let reg = self.reg.get()?;
+        if let Some(d) = expected {
+            let (result, failure) = py.detach(|| {
+                let (r, failure) = match source.into_reader("put blob") {
+                    Ok(x) => x,
+                    Err(e) => return (Err(e), Default::default()),
+                };
+                (reg.put_blob_as(repo, &d, None, r), failure)
+            });
+            return result
+                .map(Descriptor::from)
+                .map_err(|e| failure.raise(py, e));
+        }
         let up = detached(py, || reg.start_upload(repo))?;
         let result = append_source(py, &up, source).and_then(|_| {
             detached(py, || {
-                let d = match expected {
-                    Some(d) => d,
-                    None => up.digest()?,
-                };
+                let d = up.digest()?;
                 up.commit(&d, None)
             })
         });
