@@ -1,29 +1,19 @@
 //! Without these, `migrate` could copy a store between backends losing files, putting
 //! links before the blobs they name, or carrying a corrupt blob across unnoticed.
 
+mod image_support;
+
 use std::sync::Arc;
 
 use cargohold_core::{Digest, ErrorKind};
 use regstore::drivers::{Filesystem, Memory, open_location};
 use regstore::migrate::migrate;
-use regstore::{Key, MediaType, Registry, StorageDriver, layout};
-use serde_json::json;
+use regstore::{Key, Registry, StorageDriver, layout};
 
 /// A registry with one tagged image (config + one layer) and an upload in progress.
 fn populated(driver: Arc<dyn StorageDriver>) -> (Registry, Digest, String) {
     let reg = Registry::on(driver);
-    let layer = vec![7u8; 300_000];
-    let l = reg.put_blob("lib/app", &layer).unwrap();
-    let c = reg.put_blob("lib/app", br#"{"os":"linux"}"#).unwrap();
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OciManifest.as_str(),
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.digest, "size": l.size}],
-    });
-    let md = reg
-        .put_manifest("lib/app", "v1", &serde_json::to_vec(&m).unwrap(), None)
-        .unwrap();
+    let (md, _) = image_support::image(&reg, "lib/app", "v1", &vec![7u8; 300_000]);
     let up = reg.start_upload("lib/app").unwrap();
     up.append(0, &b"half a layer"[..]).unwrap();
     (reg, md, up.id().to_owned())

@@ -2,10 +2,13 @@
 //! wrong, accept manifests with missing blobs, serve corrupt bytes, or lose uploads
 //! across a resume; each runs on both backends.
 
+mod image_support;
+
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use cargohold_core::{Digest, ErrorKind};
+use image_support::image;
 use regstore::drivers::{Filesystem, Memory};
 use regstore::hashstate::ResumableSha256;
 use regstore::{ErrorCode, Key, MediaType, Registry, StorageDriver, error_code, layout};
@@ -15,21 +18,6 @@ fn both(check: fn(&Registry)) {
     check(&Registry::open(Memory::new()));
     let dir = tempfile::tempdir().unwrap();
     check(&Registry::open(Filesystem::new(dir.path()).unwrap()));
-}
-
-fn image(reg: &Registry, repo: &str, tag: &str, layer: &[u8]) -> (Digest, Vec<u8>) {
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let c = reg.put_blob(repo, config).unwrap();
-    let l = reg.put_blob(repo, layer).unwrap();
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OciManifest.as_str(),
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.digest, "size": l.size}],
-    });
-    let bytes = serde_json::to_vec_pretty(&m).unwrap();
-    (reg.put_manifest(repo, tag, &bytes, None).unwrap(), bytes)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! server that goes away mid-upload could leave half a blob visible, and a missing
 //! bucket or refused credentials could surface as something else than what they are.
 
+mod image_support;
 mod s3_support;
 
 use std::io::{Read, Write};
@@ -369,16 +370,8 @@ fn gc_deletes_fifty_blobs_in_a_few_batched_requests() {
     let proxy = Proxy::start(server.port());
     let s3 = S3::open(config(&proxy.endpoint(), &bucket, "")).unwrap();
     let reg = Registry::open(s3.clone());
-    let keep = reg.put_blob("lib/app", &pattern(1 << 10, 16)).unwrap();
-    let c = reg.put_blob("lib/app", br#"{"os":"linux"}"#).unwrap();
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OciManifest.as_str(),
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": keep.digest, "size": keep.size}],
-    });
-    reg.put_manifest("lib/app", "v1", &serde_json::to_vec(&m).unwrap(), None)
-        .unwrap();
+    let keep = pattern(1 << 10, 16);
+    image_support::image(&reg, "lib/app", "v1", &keep);
     std::thread::scope(|t| {
         for w in 0..5u32 {
             let reg = &reg;
@@ -433,8 +426,8 @@ fn gc_deletes_fifty_blobs_in_a_few_batched_requests() {
         );
     }
     assert_eq!(
-        reg.read_blob("lib/app", &keep.digest).unwrap().len(),
-        1 << 10
+        reg.read_blob("lib/app", &Digest::sha256(&keep)).unwrap(),
+        keep
     );
 }
 
@@ -653,16 +646,7 @@ fn listing_pages_and_gc_and_fsck_report_their_requests() {
 
     // A collection and a check on a bucket, with what each cost.
     let reg = Registry::open(s3.clone());
-    let layer = reg.put_blob("lib/app", &pattern(1 << 20, 9)).unwrap();
-    let c = reg.put_blob("lib/app", br#"{"os":"linux"}"#).unwrap();
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OciManifest.as_str(),
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": layer.size}],
-    });
-    reg.put_manifest("lib/app", "v1", &serde_json::to_vec(&m).unwrap(), None)
-        .unwrap();
+    image_support::image(&reg, "lib/app", "v1", &pattern(1 << 20, 9));
     let orphan = reg.put_blob("lib/app", b"nobody needs me").unwrap().digest;
     let start = s3.requests();
     let report = regstore::gc::collect(
