@@ -213,6 +213,12 @@ fn read_record_file(dir: &Dir, file: &OsStr) -> Result<Record> {
         .map_err(|e| Error::new(ErrorKind::Corrupt, "read record", file.to_string_lossy(), e))
 }
 
+/// `rec` as its record file holds it.
+fn encode(rec: &Record) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(rec)
+        .map_err(|e| Error::new(ErrorKind::Io, "write record", &rec.name, e))
+}
+
 /// The names of the records in `chain` whose sync was deferred.
 fn unsynced_names(chain: &[Record]) -> Vec<String> {
     chain
@@ -262,7 +268,7 @@ impl Snapshots {
         atomic::clean_stale(&self.active)?;
         atomic::clean_stale(&self.snaps)?;
         let records = self.scan(true)?;
-        let lost = self.lost(&records)?;
+        let lost = self.lost(&records);
         let mut live = std::collections::HashSet::new();
         let mut markers: std::collections::HashMap<String, std::collections::HashSet<String>> =
             std::collections::HashMap::new();
@@ -271,7 +277,12 @@ impl Snapshots {
                 && records
                     .iter()
                     .any(|(_, _, o)| o.id == rec.id && o.kind == Kind::Committed);
-            if superseded || lost.contains(&rec.name) {
+            let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::NotFound => true,
+                Err(e) => return Err(e),
+            };
+            if superseded || missing || lost.contains(&rec.name) {
                 dir.remove_file(file)?;
             } else {
                 let home = self.records_dir(rec.kind);
@@ -298,25 +309,17 @@ impl Snapshots {
         self.snaps.sync()
     }
 
-    /// The names of the snapshots whose files are or may be gone: those whose directory
-    /// is missing, committed ones whose sync was deferred in another session than this
-    /// one (see [`Record::unsynced`]), and every snapshot built on one of them.
-    fn lost(
-        &self,
-        records: &[(&Dir, OsString, Record)],
-    ) -> Result<std::collections::HashSet<String>> {
-        let mut lost = std::collections::HashSet::new();
-        for (_, _, rec) in records {
-            let stale = rec.unsynced.is_some() && rec.unsynced != self.session;
-            let missing = match self.snaps.stat(OsStr::new(&rec.id)) {
-                Ok(_) => false,
-                Err(e) if e.kind() == ErrorKind::NotFound => true,
-                Err(e) => return Err(e),
-            };
-            if missing || (stale && rec.kind == Kind::Committed) {
-                lost.insert(rec.name.clone());
-            }
-        }
+    /// The names of the snapshots a crash may have torn: committed ones whose sync was
+    /// deferred in another session than this one (see [`Record::unsynced`]), and every
+    /// snapshot built on one of them.
+    fn lost(&self, records: &[(&Dir, OsString, Record)]) -> std::collections::HashSet<String> {
+        let mut lost: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|(_, _, r)| {
+                r.kind == Kind::Committed && r.unsynced.is_some() && !self.deferred_here(r)
+            })
+            .map(|(_, _, r)| r.name.clone())
+            .collect();
         // Everything above a lost snapshot goes with it (parents come before children
         // in no particular order, so repeat until nothing is added).
         loop {
@@ -327,9 +330,14 @@ impl Snapshots {
                 }
             }
             if lost.len() == before {
-                return Ok(lost);
+                return lost;
             }
         }
+    }
+
+    /// Whether `rec`'s sync was deferred in the session this store is open in.
+    fn deferred_here(&self, rec: &Record) -> bool {
+        rec.unsynced.is_some() && rec.unsynced == self.session
     }
 
     /// The write session this store was opened in (boot and mount), if the kernel can
@@ -345,7 +353,7 @@ impl Snapshots {
         let deferred: Vec<String> = self
             .all()?
             .into_iter()
-            .filter(|r| r.unsynced.is_some() && r.unsynced == self.session)
+            .filter(|r| self.deferred_here(r))
             .map(|r| r.name)
             .collect();
         if deferred.is_empty() {
@@ -367,16 +375,14 @@ impl Snapshots {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if rec.unsynced.is_none() || rec.unsynced != self.session {
+            if !self.deferred_here(&rec) {
                 continue;
             }
             let rec = Record {
                 unsynced: None,
                 ..rec
             };
-            let data = serde_json::to_vec_pretty(&rec)
-                .map_err(|e| Error::new(ErrorKind::Io, "sync", &rec.name, e))?;
-            atomic::write_file(&self.meta, &meta_name(&rec.name), &data, 0o600)?;
+            atomic::write_file(&self.meta, &meta_name(&rec.name), &encode(&rec)?, 0o600)?;
             done.push(rec.name);
         }
         Ok(done)
@@ -630,8 +636,7 @@ impl Snapshots {
     /// Write the new record `rec`: durably in `meta/` when committed, without `fsync` in
     /// `active/` otherwise (see the module docs). `AlreadyExists` if present.
     fn write_record(&self, rec: &Record) -> Result<()> {
-        let data = serde_json::to_vec_pretty(rec)
-            .map_err(|e| Error::new(ErrorKind::Io, "write record", &rec.name, e))?;
+        let data = encode(rec)?;
         let file = meta_name(&rec.name);
         if durable(rec.kind) {
             atomic::write_new_file(&self.meta, &file, &data, 0o600)

@@ -70,6 +70,18 @@ def test_blobs_from_bytes_file_and_path(reg, tmp_path):
         reg.stat_blob("lib/none", d.digest)
 
 
+def test_a_known_blob_put_by_digest_is_linked_without_reading(reg):
+    data = b"layer bytes" * 1000
+    d = reg.put_blob("lib/app", data)
+
+    class Unreadable:
+        def read(self, n=-1):
+            raise AssertionError("read although the registry holds the blob")
+
+    assert reg.put_blob("lib/other", Unreadable(), digest=d.digest) == d
+    assert reg.read_blob("lib/other", d.digest) == data
+
+
 def test_digest_mismatch_keeps_nothing(reg):
     wrong = sha256(b"something else")
     with pytest.raises(cargohold.DigestMismatch) as info:
